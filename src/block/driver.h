@@ -1,0 +1,102 @@
+/* The block-driver interface: what a format or protocol implements.
+ *
+ * One `static const struct blk_driver` per driver, filled with designated
+ * initializers and listed in registry.c. A NULL operation means "not
+ * supported": the core answers -ENOTSUP with qemu-img's message. Data
+ * operations receive requests already validated by io.c (inside the node,
+ * len > 0) and return 0 or -errno without a message. */
+#ifndef QIMG_BLOCK_DRIVER_H
+#define QIMG_BLOCK_DRIVER_H
+
+#include "block/blk.h"
+#include "util/ckd.h"
+#include "util/endian.h"
+#include "util/err.h"
+#include "util/kvopts.h"
+
+enum blk_kind { BLK_KIND_FORMAT, BLK_KIND_PROTOCOL };
+enum blk_thread_model { BLK_THREAD_SERIALIZE, BLK_THREAD_PARALLEL };
+
+struct blk_snapshot_ops {
+    /* Returns the number of entries and a malloc'ed array (caller frees). */
+    int (*list)(struct bds *bs, struct blk_snapshot **list, struct err *err);
+    int (*create)(struct bds *bs, struct blk_snapshot *sn, struct err *err);
+    int (*apply)(struct bds *bs, const char *id_or_name, struct err *err);
+    int (*remove)(struct bds *bs, const char *id, const char *name, struct err *err);
+    /* Make the read-only node show the snapshot's contents. */
+    int (*load_tmp)(struct bds *bs, const char *id, const char *name, struct err *err);
+};
+
+struct blk_bitmap_ops {
+    int (*add)(struct bds *bs, const char *name, uint32_t granularity, bool disabled, struct err *err);
+    int (*remove)(struct bds *bs, const char *name, struct err *err);
+    int (*clear)(struct bds *bs, const char *name, struct err *err);
+    int (*enable)(struct bds *bs, const char *name, bool enable, struct err *err);
+    int (*merge)(struct bds *bs, const char *dst, struct bds *src_bs, const char *src, struct err *err);
+};
+
+struct blk_driver {
+    const char *name;
+    enum blk_kind kind;
+    size_t instance_size;
+    enum blk_thread_model thread_model;
+    bool supports_backing;
+    bool supports_compressed_writes;        /* pwrite honours BLK_WRITE_COMPRESSED */
+    const struct opt_desc *create_opts;    /* {NULL}-terminated, qemu's order */
+    const struct opt_desc *amend_opts;
+
+    /* life */
+    int (*probe)(const uint8_t *head, size_t len, const char *filename);  /* 0..100 */
+    /* Protocols: does this driver serve the filename (prefix "nbd:" etc.)? */
+    bool (*claims)(const char *filename);
+    int (*open)(struct bds *bs, struct kvopts *opts, int flags, struct err *err);
+    void (*close)(struct bds *bs);
+    /* Formats create through blk_create_file()/blk_open_protocol(). */
+    int (*create)(const char *filename, struct kvopts *opts, struct err *err);
+
+    /* data */
+    int (*pread)(struct bds *bs, uint64_t off, uint64_t len, void *buf);
+    int (*pwrite)(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags);
+    int (*pwrite_zeroes)(struct bds *bs, uint64_t off, uint64_t len, int flags);
+    int (*discard)(struct bds *bs, uint64_t off, uint64_t len);
+    int (*flush)(struct bds *bs);
+    int (*block_status)(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                        uint64_t *map, struct bds **file);
+
+    /* size */
+    int64_t (*get_length)(struct bds *bs);           /* NULL: bs->total_size */
+    int64_t (*get_allocated_size)(struct bds *bs);   /* NULL: sum over children */
+    int (*truncate)(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc prealloc,
+                    struct err *err);
+
+    /* upkeep */
+    int (*get_info)(struct bds *bs, struct blk_info *bi);
+    json_t *(*specific_info)(struct bds *bs, struct err *err);   /* the "data" object */
+    int (*check)(struct bds *bs, struct blk_check_result *res, int fix, struct err *err);
+    int (*measure)(struct kvopts *opts, struct bds *in, uint64_t size,
+                   struct blk_measure *out, struct err *err);
+    int (*amend)(struct bds *bs, struct kvopts *opts, bool force, struct err *err);
+    int (*change_backing)(struct bds *bs, const char *file, const char *fmt, struct err *err);
+    int (*make_empty)(struct bds *bs, struct err *err);
+    /* Does a freshly created image read as zeros everywhere? NULL: formats
+     * answer no, protocols yes. */
+    bool (*has_zero_init)(struct bds *bs);
+
+    const struct blk_snapshot_ops *snapshot;
+    const struct blk_bitmap_ops *bitmap;
+};
+
+/* --- helpers the core offers drivers --- */
+
+/* Read [off, off+len) of bs's backing view into buf: from bs->backing where it
+ * exists, zeros past its end or with no backing. */
+int blk_read_backing(struct bds *bs, uint64_t off, uint64_t len, void *buf);
+/* Create the protocol-level file for a format image (prealloc off, size 0). */
+int blk_create_file(const char *filename, struct kvopts *opts, struct err *err);
+/* Log one check line through res->log. */
+void blk_check_log(struct blk_check_result *res, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* True when buf[0..len) is all zero (word at a time). */
+bool buffer_is_zero(const void *buf, size_t len);
+
+#endif

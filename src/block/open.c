@@ -1,0 +1,217 @@
+/* Opening images: filename -> protocol node -> probe -> format node ->
+ * backing chain.
+ *
+ * Invariants: a node's drv->close runs exactly when drv->open succeeded;
+ * backing chains are bounded in depth and refused when a file reappears
+ * (same device and inode) further down the chain. */
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/driver.h"
+#include "block/internal.h"
+#include "block/registry.h"
+#include "util/xalloc.h"
+
+#define PROBE_BYTES 2048
+#define MAX_CHAIN_DEPTH 512
+
+struct chain_link {
+    dev_t dev;
+    ino_t ino;
+    const struct chain_link *up;
+};
+
+struct bds *bds_new(const struct blk_driver *drv, const char *filename, int flags)
+{
+    struct bds *bs = xcalloc(1, sizeof(*bs));
+    bs->drv = drv;
+    bs->opaque = xcalloc(1, drv->instance_size ? drv->instance_size : 1);
+    bs->filename = xstrdup(filename);
+    bs->flags = flags;
+    bs->read_only = !(flags & BLK_O_RDWR);
+    bs->request_alignment = 1;
+    pthread_mutex_init(&bs->lock, NULL);
+    return bs;
+}
+
+void bds_free(struct bds *bs)
+{
+    if (!bs)
+        return;
+    pthread_mutex_destroy(&bs->lock);
+    free(bs->opaque);
+    free(bs->filename);
+    free(bs->backing_file);
+    free(bs->backing_format);
+    free(bs->full_backing_filename);
+    free(bs);
+}
+
+void blk_close(struct bds *bs)
+{
+    while (bs) {
+        struct bds *backing = bs->backing;
+        if (bs->drv->close)
+            bs->drv->close(bs);
+        if (bs->file && bs->file != bs)
+            blk_close(bs->file);
+        bds_free(bs);
+        bs = backing;
+    }
+}
+
+struct bds *blk_open_protocol(const char *filename, int flags, struct err *err)
+{
+    const struct blk_driver *drv = blk_find_protocol_for(filename);
+    struct bds *bs = bds_new(drv, filename, flags);
+    int r = drv->open(bs, NULL, flags, err);
+    if (r < 0) {
+        bds_free(bs);
+        return NULL;
+    }
+    return bs;
+}
+
+char *blk_resolve_backing(const char *image, const char *backing)
+{
+    if (backing[0] == '/' || strstr(backing, "://") || !strncmp(backing, "json:", 5) ||
+        !strchr(image, '/'))
+        return xstrdup(backing);
+    const char *slash = strrchr(image, '/');
+    return xasprintf("%.*s/%s", (int)(slash - image), image, backing);
+}
+
+/* The device/inode identity of the bottom-most node of bs. */
+static void node_identity(const struct bds *bs, dev_t *dev, ino_t *ino)
+{
+    while (bs->file && bs->file != bs)
+        bs = bs->file;
+    *dev = bs->dev;
+    *ino = bs->ino;
+}
+
+static struct bds *open_chain(const char *filename, const char *fmt, struct kvopts *opts,
+                              int flags, const struct chain_link *up, int depth,
+                              struct err *err);
+
+static int open_backing_linked(struct bds *bs, int flags, const struct chain_link *up,
+                               int depth, struct err *err)
+{
+    struct chain_link me;
+    struct err e2;
+
+    if (!bs->backing_file || !bs->backing_file[0] || bs->backing)
+        return 0;
+    free(bs->full_backing_filename);
+    bs->full_backing_filename = blk_resolve_backing(bs->filename, bs->backing_file);
+    if (depth >= MAX_CHAIN_DEPTH)
+        return err_set(err, ELOOP, "Backing chain of '%s' is deeper than %d images",
+                       bs->filename, MAX_CHAIN_DEPTH);
+    node_identity(bs, &me.dev, &me.ino);
+    me.up = up;
+    err_init(&e2);
+    /* Backing files are opened read-only; commit reopens what it writes. */
+    bs->backing = open_chain(bs->full_backing_filename, bs->backing_format, NULL,
+                             flags & ~(BLK_O_RDWR | BLK_O_PROBE_WARN), &me, depth + 1, &e2);
+    if (!bs->backing) {
+        if (e2.code == ELOOP) {
+            err_propagate(err, &e2);
+            return -ELOOP;
+        }
+        err_propagate(err, &e2);
+        err_prefix(err, "Could not open backing file: ");
+        return -(e2.code ? e2.code : EIO);
+    }
+    return 0;
+}
+
+int blk_open_backing(struct bds *bs, int flags, struct err *err)
+{
+    return open_backing_linked(bs, flags, NULL, 0, err);
+}
+
+static struct bds *open_chain(const char *filename, const char *fmt, struct kvopts *opts,
+                              int flags, const struct chain_link *up, int depth,
+                              struct err *err)
+{
+    const struct blk_driver *drv = NULL;
+    struct bds *proto, *bs;
+    int r;
+
+    if (fmt && fmt[0]) {
+        drv = blk_find_format(fmt);
+        if (!drv) {
+            err_set(err, EINVAL, "Unknown driver '%s'", fmt);
+            return NULL;
+        }
+    }
+    proto = blk_open_protocol(filename, flags, err);
+    if (!proto)
+        return NULL;
+    for (const struct chain_link *l = up; l; l = l->up) {
+        dev_t d;
+        ino_t i;
+        node_identity(proto, &d, &i);
+        if (l->dev == d && l->ino == i) {
+            err_set(err, ELOOP, "Backing file '%s' creates an infinite loop.", filename);
+            blk_close(proto);
+            return NULL;
+        }
+    }
+    if (drv && drv->kind == BLK_KIND_PROTOCOL)
+        return proto;
+
+    bool probed = false;
+    if (!drv) {
+        uint8_t head[PROBE_BYTES];
+        uint64_t len = min_u64(proto->total_size, sizeof(head));
+        if (len && (r = blk_pread(proto, 0, len, head)) < 0) {
+            err_set_errno(err, -r, "Could not read image for determining its format");
+            blk_close(proto);
+            return NULL;
+        }
+        drv = blk_probe_format(head, (size_t)len, filename);
+        if (!drv) {
+            err_set(err, EINVAL, "Could not determine image format");
+            blk_close(proto);
+            return NULL;
+        }
+        probed = true;
+    }
+
+    bs = bds_new(drv, filename, flags);
+    bs->file = proto;
+    bs->probed = probed;
+    bs->dev = proto->dev;
+    bs->ino = proto->ino;
+    if (drv->instance_size && drv->open) {
+        r = drv->open(bs, opts, flags, err);
+    } else {
+        r = drv->open ? drv->open(bs, opts, flags, err) : 0;
+    }
+    if (r < 0) {
+        if (!err_is_set(err))
+            err_set_errno(err, -r, "Could not open '%s'", filename);
+        blk_close(proto);
+        bds_free(bs);
+        return NULL;
+    }
+    if (!(flags & BLK_O_NO_BACKING)) {
+        r = open_backing_linked(bs, flags, up, depth, err);
+        if (r < 0) {
+            blk_close(bs);
+            return NULL;
+        }
+    } else if (bs->backing_file && bs->backing_file[0]) {
+        bs->full_backing_filename = blk_resolve_backing(bs->filename, bs->backing_file);
+    }
+    return bs;
+}
+
+struct bds *blk_open(const char *filename, const char *fmt, struct kvopts *opts, int flags,
+                     struct err *err)
+{
+    return open_chain(filename, fmt, opts, flags, NULL, 0, err);
+}

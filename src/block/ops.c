@@ -1,0 +1,109 @@
+/* Upkeep operations: dispatch to the driver, answering -ENOTSUP with
+ * qemu-img's wording where the driver has no such operation. */
+#include <errno.h>
+#include <string.h>
+
+#include "block/driver.h"
+
+int blk_get_info(struct bds *bs, struct blk_info *bi)
+{
+    memset(bi, 0, sizeof(*bi));
+    bi->has_dirty_flag = true;
+    if (!bs->drv->get_info)
+        return 0;
+    return bs->drv->get_info(bs, bi);
+}
+
+json_t *blk_specific_info(struct bds *bs, struct err *err)
+{
+    if (!bs->drv->specific_info)
+        return NULL;
+    return bs->drv->specific_info(bs, err);
+}
+
+int blk_check(struct bds *bs, struct blk_check_result *res, int fix, struct err *err)
+{
+    if (!bs->drv->check)
+        return err_set(err, ENOTSUP, "This image format does not support checks");
+    return bs->drv->check(bs, res, fix, err);
+}
+
+int blk_change_backing(struct bds *bs, const char *file, const char *fmt, struct err *err)
+{
+    if (!bs->drv->change_backing)
+        return err_set(err, ENOTSUP, "Operation not supported");
+    return bs->drv->change_backing(bs, file, fmt, err);
+}
+
+int blk_make_empty(struct bds *bs, struct err *err)
+{
+    if (!bs->drv->make_empty)
+        return err_set(err, ENOTSUP, "Operation not supported");
+    return bs->drv->make_empty(bs, err);
+}
+
+int blk_amend(struct bds *bs, struct kvopts *opts, bool force, struct err *err)
+{
+    if (!bs->drv->amend)
+        return err_set(err, ENOTSUP, "Format driver '%s' does not support option amendment",
+                       bs->drv->name);
+    return bs->drv->amend(bs, opts, force, err);
+}
+
+int blk_measure(const struct blk_driver *drv, struct kvopts *opts, struct bds *in,
+                uint64_t size, struct blk_measure *out, struct err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!drv->measure)
+        return err_set(err, ENOTSUP, "Format driver '%s' does not support size measurement",
+                       drv->name);
+    return drv->measure(opts, in, size, out, err);
+}
+
+int blk_snapshot_list(struct bds *bs, struct blk_snapshot **list, struct err *err)
+{
+    *list = NULL;
+    if (!bs->drv->snapshot || !bs->drv->snapshot->list)
+        return 0;
+    return bs->drv->snapshot->list(bs, list, err);
+}
+
+int blk_snapshot_create(struct bds *bs, struct blk_snapshot *sn, struct err *err)
+{
+    if (!bs->drv->snapshot || !bs->drv->snapshot->create)
+        return err_set(err, ENOTSUP, "snapshots are not supported by this driver");
+    return bs->drv->snapshot->create(bs, sn, err);
+}
+
+int blk_snapshot_goto(struct bds *bs, const char *id_or_name, struct err *err)
+{
+    if (!bs->drv->snapshot || !bs->drv->snapshot->apply)
+        return err_set(err, ENOTSUP, "snapshots are not supported by this driver");
+    return bs->drv->snapshot->apply(bs, id_or_name, err);
+}
+
+int blk_snapshot_delete(struct bds *bs, const char *id, const char *name, struct err *err)
+{
+    if (!bs->drv->snapshot || !bs->drv->snapshot->remove)
+        return err_set(err, ENOTSUP, "snapshots are not supported by this driver");
+    return bs->drv->snapshot->remove(bs, id, name, err);
+}
+
+int blk_snapshot_load_tmp(struct bds *bs, const char *id, const char *name, struct err *err)
+{
+    if (!bs->drv->snapshot || !bs->drv->snapshot->load_tmp)
+        return err_set(err, ENOTSUP, "snapshots are not supported by this driver");
+    return bs->drv->snapshot->load_tmp(bs, id, name, err);
+}
+
+bool blk_has_zero_init(struct bds *bs)
+{
+    if (bs->drv->has_zero_init)
+        return bs->drv->has_zero_init(bs);
+    return bs->drv->kind == BLK_KIND_PROTOCOL;
+}
+
+bool blk_supports_bitmaps(struct bds *bs)
+{
+    return bs->drv->bitmap != NULL;
+}

@@ -1,0 +1,27 @@
+/* Creation options as qemu-img handles them: the format's option table
+ * merged with the protocol's, validated, printed for "-o help" and in the
+ * "Formatting ..." line. */
+#ifndef QIMG_CMD_CREATEOPTS_H
+#define QIMG_CMD_CREATEOPTS_H
+
+#include "block/blk.h"
+#include "util/kvopts.h"
+
+#define CREATE_OPTS_MAX 64
+
+struct create_opts {
+    const struct opt_desc *desc[CREATE_OPTS_MAX];
+    size_t n;
+};
+
+/* Merge the format's and (when filename is non-NULL) the protocol's tables. */
+void create_opts_merge(struct create_opts *co, const struct blk_driver *fmt, const char *filename);
+/* Print "-o help" as qemu-img does; returns the exit code. */
+int create_opts_print_help(const char *fmt, const char *filename);
+/* Check every key exists and parses for its type; -1 after setting err. */
+int create_opts_validate(const struct create_opts *co, const struct kvopts *o, struct err *err);
+/* "Formatting 'f', fmt=x k=v ..." without the newline. */
+void create_opts_format_line(const struct create_opts *co, const struct kvopts *o,
+                             char *buf, size_t size);
+
+#endif

@@ -1,0 +1,316 @@
+/* The copy engine; see copy.h.
+ *
+ * Like qemu-img convert, the walk is done in 512-byte sectors: a first
+ * pass sums the bytes to be written (for progress), the second copies.
+ * Each step asks block status once for the longest extent it can, so a
+ * hole of any size is one call. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "block/driver.h"
+#include "engine/copy.h"
+#include "util/zero.h"
+
+#define SECTOR 512ULL
+
+enum copy_status { ST_DATA, ST_ZERO, ST_BACKING };
+
+struct walk {
+    struct copy_job *job;
+    uint64_t total;         /* bytes */
+    uint64_t next_status;   /* status is valid below this offset */
+    enum copy_status status;
+};
+
+static void select_part(const struct copy_job *j, uint64_t off, int *idx, uint64_t *base)
+{
+    *idx = 0;
+    *base = 0;
+    while (*idx < j->nsrc - 1 && off - *base >= j->src_size[*idx]) {
+        *base += j->src_size[*idx];
+        (*idx)++;
+    }
+}
+
+/* Length of the next step at off and its status (w->status). */
+static int64_t iterate(struct walk *w, uint64_t off, struct err *err)
+{
+    struct copy_job *j = w->job;
+    uint64_t n = min_u64(w->total - off, 1ULL << 30);
+    bool post_backing_zero = false;
+    int idx;
+    uint64_t base;
+
+    select_part(j, off, &idx, &base);
+    if (j->target_backing_size >= 0) {
+        if (off >= (uint64_t)j->target_backing_size)
+            post_backing_zero = true;
+        else if (off + n > (uint64_t)j->target_backing_size)
+            n = (uint64_t)j->target_backing_size - off;
+    }
+    if (w->next_status <= off) {
+        struct bds *src = j->src[idx];
+        struct bds *bbase = j->target_has_backing ? src->backing : NULL;
+        uint64_t count = min_u64(n, j->src_size[idx] - (off - base));
+        uint64_t pnum = 0;
+        int r;
+
+        for (;;) {
+            r = blk_block_status_above(src, bbase, off - base, count, &pnum, NULL, NULL, NULL);
+            if (r >= 0 && pnum == 0 && (r & BLK_STATUS_EOF)) {
+                /* Source shorter than announced: zeros. */
+                pnum = count;
+                r = BLK_STATUS_ZERO;
+            }
+            if (r >= 0)
+                break;
+            if (!j->salvage)
+                return err_set(err, -r, "error while reading block status at offset %llu: %s",
+                               (unsigned long long)(off - base), strerror(-r));
+            if (count <= SECTOR) {
+                if (j->warn) {
+                    char m[256];
+                    snprintf(m, sizeof(m), "error while reading block status at offset %llu: %s",
+                             (unsigned long long)(off - base), strerror(-r));
+                    j->warn(j->progress_opaque, m);
+                }
+                r = BLK_STATUS_DATA;
+                pnum = SECTOR;
+                break;
+            }
+            count = align_up_u64(div_round_up_u64(count, 4), SECTOR);
+        }
+        n = align_up_u64(pnum, SECTOR);
+        if (r & BLK_STATUS_ZERO)
+            w->status = post_backing_zero ? ST_BACKING : ST_ZERO;
+        else if (r & BLK_STATUS_DATA)
+            w->status = ST_DATA;
+        else
+            w->status = j->target_has_backing ? ST_BACKING : ST_DATA;
+        w->next_status = off + n;
+    }
+    n = min_u64(n, w->next_status - off);
+    if (w->status == ST_DATA)
+        n = min_u64(n, j->buf_size);
+    if (j->compressed) {
+        if (n < j->cluster_size) {
+            n = min_u64(j->cluster_size, w->total - off);
+            w->status = ST_DATA;
+        } else {
+            n = align_down_u64(n, j->cluster_size);
+        }
+    }
+    return (int64_t)n;
+}
+
+/* qemu's is_allocated_sectors: length of the run of sectors sharing the
+ * first sector's zero-ness, nudged to the alignment. Returns 1 for data. */
+static int run_of_sectors(const uint8_t *buf, uint64_t n, uint64_t *pnum, uint64_t sector,
+                          uint64_t alignment)
+{
+    bool is_zero;
+    uint64_t i, tail;
+
+    if (n == 0) {
+        *pnum = 0;
+        return 0;
+    }
+    is_zero = buffer_is_zero(buf, SECTOR);
+    for (i = 1; i < n; i++)
+        if (is_zero != buffer_is_zero(buf + i * SECTOR, SECTOR))
+            break;
+    if (i == n) {
+        *pnum = i;
+        return !is_zero;
+    }
+    tail = (sector + i) & (alignment - 1);
+    if (tail) {
+        if (is_zero && i <= tail)
+            is_zero = false;
+        if (!is_zero)
+            i = min_u64(i + alignment - tail, n);
+        else
+            i -= tail;
+    }
+    *pnum = i;
+    return !is_zero;
+}
+
+/* Data runs absorb zero runs shorter than min sectors. */
+static int run_min(const uint8_t *buf, uint64_t n, uint64_t *pnum, uint64_t min,
+                   uint64_t sector, uint64_t alignment)
+{
+    uint64_t used, checked;
+    int r;
+
+    if (n < min)
+        min = n;
+    r = run_of_sectors(buf, n, pnum, sector, alignment);
+    if (!r)
+        return 0;
+    used = checked = *pnum;
+    buf += *pnum * SECTOR;
+    n -= *pnum;
+    sector += *pnum;
+    while (n > 0) {
+        r = run_of_sectors(buf, n, pnum, sector, alignment);
+        buf += *pnum * SECTOR;
+        n -= *pnum;
+        sector += *pnum;
+        checked += *pnum;
+        if (r)
+            used = checked;
+        else if (*pnum >= min)
+            break;
+    }
+    *pnum = used;
+    return 1;
+}
+
+static int read_sources(struct copy_job *j, uint64_t off, uint64_t len, uint8_t *buf,
+                        struct err *err)
+{
+    while (len) {
+        int idx;
+        uint64_t base;
+        select_part(j, off, &idx, &base);
+        uint64_t in = off - base;
+        uint64_t n = min_u64(len, j->src_size[idx] - in);
+        int64_t slen = blk_getlength(j->src[idx]);
+        int r = 0;
+        if (slen >= 0 && in >= (uint64_t)slen)
+            memset(buf, 0, n);
+        else
+            r = blk_pread(j->src[idx], in, min_u64(n, slen >= 0 ? (uint64_t)slen - in : n), buf);
+        if (slen >= 0 && in < (uint64_t)slen && in + n > (uint64_t)slen)
+            memset(buf + ((uint64_t)slen - in), 0, n - ((uint64_t)slen - in));
+        if (r < 0 && j->salvage) {
+            /* Retry sector by sector, zero-filling what cannot be read. */
+            for (uint64_t s = 0; s < n; s += SECTOR) {
+                uint64_t m = min_u64(SECTOR, n - s);
+                if (blk_pread(j->src[idx], in + s, m, buf + s) < 0) {
+                    if (j->warn) {
+                        char msg[256];
+                        snprintf(msg, sizeof(msg), "error while reading offset %llu: %s",
+                                 (unsigned long long)(in + s), strerror(-r));
+                        j->warn(j->progress_opaque, msg);
+                    }
+                    memset(buf + s, 0, m);
+                }
+            }
+            r = 0;
+        }
+        if (r < 0)
+            return err_set(err, -r, "error while reading at byte %llu: %s",
+                           (unsigned long long)off, strerror(-r));
+        off += n;
+        len -= n;
+        buf += n;
+    }
+    return 0;
+}
+
+static int write_step(struct copy_job *j, uint64_t off, uint64_t len, uint8_t *buf,
+                      enum copy_status st, struct err *err)
+{
+    int wflags = j->compressed ? BLK_WRITE_COMPRESSED : 0;
+    int r = 0;
+
+    while (len) {
+        uint64_t n = len;
+
+        if (st == ST_BACKING) {
+            /* leave unallocated: the backing file shows through */
+        } else {
+            bool write_data = false;
+            if (st == ST_DATA) {
+                if (!j->min_sparse) {
+                    write_data = true;
+                } else if (!j->compressed) {
+                    uint64_t ns;
+                    uint64_t total_sec = div_round_up_u64(len, SECTOR);
+                    write_data = run_min(buf, total_sec, &ns, j->min_sparse / SECTOR,
+                                         off / SECTOR, j->alignment / SECTOR);
+                    n = min_u64(ns * SECTOR, len);
+                } else {
+                    write_data = !buffer_is_zero(buf, len);
+                }
+            }
+            if (write_data) {
+                r = blk_pwrite(j->target, off, n, buf, wflags);
+            } else if (!j->has_zero_init) {
+                r = blk_pwrite_zeroes(j->target, off, n, BLK_WRITE_MAY_UNMAP);
+            }
+            if (r < 0)
+                return err_set(err, -r, "error while writing at byte %llu: %s",
+                               (unsigned long long)off, strerror(-r));
+        }
+        off += n;
+        len -= n;
+        buf += n;
+    }
+    return 0;
+}
+
+int copy_run(struct copy_job *j, struct err *err)
+{
+    struct walk w = { .job = j };
+    uint64_t allocated = 0, done = 0, off;
+    uint8_t *buf = NULL;
+    int r = 0;
+
+    for (int i = 0; i < j->nsrc; i++)
+        w.total += j->src_size[i];
+    if (j->alignment < SECTOR)
+        j->alignment = SECTOR;
+    if (j->compressed) {
+        if (!j->cluster_size || j->cluster_size > (64ULL << 20))
+            return err_set(err, EINVAL, "invalid cluster size");
+        j->buf_size = j->cluster_size;
+    }
+    /* Pass 1: how much will be written, for progress. */
+    for (off = 0; off < w.total;) {
+        int64_t n = iterate(&w, off, err);
+        if (n < 0)
+            return (int)n;
+        if (w.status == ST_DATA || (!j->min_sparse && w.status == ST_ZERO))
+            allocated += (uint64_t)n;
+        off += (uint64_t)n;
+    }
+    w.next_status = 0;
+    if (posix_memalign((void **)&buf, 4096, align_up_u64(j->buf_size, 4096)))
+        return err_set(err, ENOMEM, "Could not allocate the copy buffer");
+
+    for (off = 0; off < w.total;) {
+        int64_t sn = iterate(&w, off, err);
+        if (sn < 0) {
+            r = (int)sn;
+            break;
+        }
+        uint64_t n = (uint64_t)sn;
+        enum copy_status st = w.status;
+        if (!j->min_sparse && st == ST_ZERO)
+            n = min_u64(n, j->buf_size);
+        if (st == ST_DATA || (!j->min_sparse && st == ST_ZERO)) {
+            done += n;
+            if (j->progress && allocated)
+                j->progress(j->progress_opaque, 100.0 * (double)done / (double)allocated);
+        }
+        if (st == ST_DATA) {
+            r = read_sources(j, off, n, buf, err);
+            if (r < 0)
+                break;
+        } else if (!j->min_sparse && st == ST_ZERO) {
+            st = ST_DATA;
+            memset(buf, 0, n);
+        }
+        r = write_step(j, off, n, buf, st, err);
+        if (r < 0)
+            break;
+        off += n;
+    }
+    free(buf);
+    return r;
+}

@@ -1,0 +1,37 @@
+/* The copy engine behind convert (and later dd, commit, rebase): walks the
+ * sources by block status so holes and zero extents cost neither reads nor
+ * writes, detects zero runs in data (-S), and writes the target sparsely.
+ * No argv, no printing: progress goes through a callback, errors into err. */
+#ifndef QIMG_ENGINE_COPY_H
+#define QIMG_ENGINE_COPY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/blk.h"
+
+struct copy_job {
+    struct bds **src;           /* sources, concatenated in order */
+    uint64_t *src_size;         /* bytes, multiple of 512 except maybe the last */
+    int nsrc;
+    struct bds *target;
+    bool target_has_backing;    /* keep source-unallocated ranges unallocated */
+    int64_t target_backing_size;/* bytes, -1 if unknown */
+    bool has_zero_init;         /* target reads as zeros where not written */
+    uint64_t min_sparse;        /* bytes; 0 = write everything (fully allocated) */
+    uint64_t alignment;         /* bytes, power of two */
+    bool compressed;
+    uint64_t cluster_size;      /* target cluster size (compressed writes) */
+    uint64_t buf_size;          /* bytes per request */
+    bool salvage;
+    /* Called with a percentage; opaque passed back. */
+    void (*progress)(void *opaque, double percent);
+    void *progress_opaque;
+    /* Warnings in salvage mode. */
+    void (*warn)(void *opaque, const char *msg);
+};
+
+/* Returns 0 or -errno with qemu-img's message ("error while reading at byte N: ...") */
+int copy_run(struct copy_job *job, struct err *err);
+
+#endif

@@ -1,0 +1,60 @@
+/* qimg: a qemu-img 7.2 compatible disk image tool.
+ *
+ * argv[0] decides the name messages carry ("qemu-img" when installed under
+ * that name); the global options -h/-V/-T come before the subcommand, which
+ * is looked up in the one command table (cmd/table.c). */
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cmd.h"
+
+int main(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { "trace", required_argument, NULL, 'T' },
+        { NULL, 0, NULL, 0 },
+    };
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (!strcmp(base, "qemu-img"))
+        prog_name = "qemu-img";
+
+    signal(SIGPIPE, SIG_IGN);
+
+    if (argc < 2)
+        error_exit("Not enough arguments");
+
+    int c;
+    while ((c = getopt_long(argc, argv, "+:hVT:", long_options, NULL)) != -1) {
+        switch (c) {
+        case ':':
+            missing_argument(argv[optind - 1]);
+        case '?':
+            unrecognized_option(argv[optind - 1]);
+        case 'h':
+            help();
+        case 'V':
+            print_version();
+            return EXIT_SUCCESS;
+        case 'T':
+            break;      /* tracing is accepted and ignored */
+        }
+    }
+    if (optind >= argc)
+        error_exit("Not enough arguments");
+
+    const char *name = argv[optind];
+    const struct cmd_entry *cmd = cmd_find(name);
+    if (!cmd)
+        error_exit("Command not found: %s", name);
+    argc -= optind;
+    argv += optind;
+    optind = 0;     /* restart getopt for the command's own options */
+    return cmd->fn(argc, argv);
+}
