@@ -132,6 +132,9 @@ struct bds *blk_open_protocol(const char *filename, int flags, struct err *err);
 /* Open the backing chain of an already opened node (after rebase, -u). */
 int blk_open_backing(struct bds *bs, int flags, struct err *err);
 
+/* Reopen a node with new flags (e.g. BLK_O_RDWR), keeping its backing node. */
+int blk_reopen(struct bds *bs, int flags, struct err *err);
+
 /* --- create --- */
 /* Creates filename with driver fmt and options (must contain "size"). */
 int blk_create(const char *fmt, const char *filename, struct kvopts *opts, struct err *err);

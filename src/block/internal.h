@@ -7,4 +7,6 @@
 struct bds *bds_new(const struct blk_driver *drv, const char *filename, int flags);
 void bds_free(struct bds *bs);
 
+extern const struct blk_driver blk_dead_driver;
+
 #endif

@@ -215,3 +215,43 @@ struct bds *blk_open(const char *filename, const char *fmt, struct kvopts *opts,
 {
     return open_chain(filename, fmt, opts, flags, NULL, 0, err);
 }
+
+/* Reopen one node (and its protocol child) with new flags, keeping its place
+ * in the chain: commit needs its base writable. The driver state is rebuilt
+ * from the image, so nothing cached survives the reopen. */
+int blk_reopen(struct bds *bs, int flags, struct err *err)
+{
+    struct bds *proto;
+    int r;
+
+    if (!bs->file || bs->file == bs)
+        return err_set(err, ENOTSUP, "Cannot reopen '%s'", bs->filename);
+    if ((r = blk_flush(bs)) < 0)
+        return err_set_errno(err, -r, "Could not flush '%s'", bs->filename);
+    if (bs->drv->close)
+        bs->drv->close(bs);
+    blk_close(bs->file);
+    bs->file = NULL;
+    free(bs->backing_file);
+    free(bs->backing_format);
+    bs->backing_file = bs->backing_format = NULL;
+    memset(bs->opaque, 0, bs->drv->instance_size ? bs->drv->instance_size : 1);
+    flags = (flags & ~BLK_O_NO_BACKING) | (bs->flags & BLK_O_NO_BACKING);
+    proto = blk_open_protocol(bs->filename, flags, err);
+    if (!proto)
+        goto dead;
+    bs->file = proto;
+    bs->flags = flags;
+    bs->read_only = !(flags & BLK_O_RDWR);
+    r = bs->drv->open ? bs->drv->open(bs, NULL, flags, err) : 0;
+    if (r < 0) {
+        blk_close(proto);
+        bs->file = NULL;
+        goto dead;
+    }
+    return 0;
+dead:
+    /* The node cannot serve I/O any more; make that safe to close. */
+    bs->drv = &blk_dead_driver;
+    return -EIO;
+}

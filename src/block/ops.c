@@ -71,28 +71,28 @@ int blk_snapshot_list(struct bds *bs, struct blk_snapshot **list, struct err *er
 int blk_snapshot_create(struct bds *bs, struct blk_snapshot *sn, struct err *err)
 {
     if (!bs->drv->snapshot || !bs->drv->snapshot->create)
-        return err_set(err, ENOTSUP, "snapshots are not supported by this driver");
+        return err_set(err, ENOTSUP, "Block driver does not support snapshots");
     return bs->drv->snapshot->create(bs, sn, err);
 }
 
 int blk_snapshot_goto(struct bds *bs, const char *id_or_name, struct err *err)
 {
     if (!bs->drv->snapshot || !bs->drv->snapshot->apply)
-        return err_set(err, ENOTSUP, "snapshots are not supported by this driver");
+        return err_set(err, ENOTSUP, "Block driver does not support snapshots");
     return bs->drv->snapshot->apply(bs, id_or_name, err);
 }
 
 int blk_snapshot_delete(struct bds *bs, const char *id, const char *name, struct err *err)
 {
     if (!bs->drv->snapshot || !bs->drv->snapshot->remove)
-        return err_set(err, ENOTSUP, "snapshots are not supported by this driver");
+        return err_set(err, ENOTSUP, "Block driver does not support snapshots");
     return bs->drv->snapshot->remove(bs, id, name, err);
 }
 
 int blk_snapshot_load_tmp(struct bds *bs, const char *id, const char *name, struct err *err)
 {
     if (!bs->drv->snapshot || !bs->drv->snapshot->load_tmp)
-        return err_set(err, ENOTSUP, "snapshots are not supported by this driver");
+        return err_set(err, ENOTSUP, "Block driver does not support snapshots");
     return bs->drv->snapshot->load_tmp(bs, id, name, err);
 }
 

@@ -4,14 +4,25 @@
 #include <string.h>
 
 #include "block/driver.h"
+#include "block/internal.h"
 #include "block/registry.h"
 
 extern const struct blk_driver file_driver;
 extern const struct blk_driver raw_driver;
+extern const struct blk_driver qed_driver;
+extern const struct blk_driver qcow2_driver;
+
+/* What a node becomes when a reopen failed: every operation is ENOTSUP. */
+const struct blk_driver blk_dead_driver = {
+    .name = "dead",
+    .kind = BLK_KIND_FORMAT,
+};
 
 static const struct blk_driver *const drivers[] = {
     &file_driver,
     &raw_driver,
+    &qed_driver,
+    &qcow2_driver,
 };
 
 const struct blk_driver *const *blk_drivers(size_t *n)

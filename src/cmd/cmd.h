@@ -25,6 +25,10 @@ int cmd_create(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+int cmd_rebase(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
 
 /* The name messages start with: "qemu-img" when invoked under that name. */
 extern const char *prog_name;

@@ -42,11 +42,33 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+void opts_print_sorted(const struct opt_desc *const *desc, size_t n)
+{
+    char *lines[CREATE_OPTS_MAX];
+
+    if (n > CREATE_OPTS_MAX)
+        n = CREATE_OPTS_MAX;
+    for (size_t i = 0; i < n; i++) {
+        char buf[512];
+        int len = snprintf(buf, sizeof(buf), "  %s=<%s>", desc[i]->name, type_name(desc[i]->type));
+        if (desc[i]->help) {
+            if (len < 24)
+                len += snprintf(buf + len, sizeof(buf) - (size_t)len, "%*s", 24 - len, "");
+            snprintf(buf + len, sizeof(buf) - (size_t)len, " - %s", desc[i]->help);
+        }
+        lines[i] = strdup(buf);
+    }
+    qsort(lines, n, sizeof(lines[0]), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        printf("%s\n", lines[i] ? lines[i] : "");
+        free(lines[i]);
+    }
+}
+
 int create_opts_print_help(const char *fmt, const char *filename)
 {
     const struct blk_driver *drv = blk_find_format(fmt);
     struct create_opts co;
-    char *lines[CREATE_OPTS_MAX];
 
     if (!drv) {
         error_report("Unknown file format '%s'", fmt);
@@ -57,25 +79,11 @@ int create_opts_print_help(const char *fmt, const char *filename)
         return 1;
     }
     create_opts_merge(&co, drv, filename);
-    for (size_t i = 0; i < co.n; i++) {
-        char buf[512];
-        int n = snprintf(buf, sizeof(buf), "  %s=<%s>", co.desc[i]->name, type_name(co.desc[i]->type));
-        if (co.desc[i]->help) {
-            if (n < 24)
-                n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%*s", 24 - n, "");
-            snprintf(buf + n, sizeof(buf) - (size_t)n, " - %s", co.desc[i]->help);
-        }
-        lines[i] = strdup(buf);
-    }
-    qsort(lines, co.n, sizeof(lines[0]), cmp_str);
     if (filename)
         printf("Supported options:\n");
     else
         printf("Supported %s options:\n", fmt);
-    for (size_t i = 0; i < co.n; i++) {
-        printf("%s\n", lines[i]);
-        free(lines[i]);
-    }
+    opts_print_sorted(co.desc, co.n);
     if (!filename)
         printf("\nThe protocol level may support further options.\n"
                "Specify the target filename to include those options.\n");

@@ -18,6 +18,8 @@ struct create_opts {
 void create_opts_merge(struct create_opts *co, const struct blk_driver *fmt, const char *filename);
 /* Print "-o help" as qemu-img does; returns the exit code. */
 int create_opts_print_help(const char *fmt, const char *filename);
+/* qemu_opts_print_help without caption: "  name=<type>   - help", sorted. */
+void opts_print_sorted(const struct opt_desc *const *desc, size_t n);
 /* Check every key exists and parses for its type; -1 after setting err. */
 int create_opts_validate(const struct create_opts *co, const struct kvopts *o, struct err *err);
 /* "Formatting 'f', fmt=x k=v ..." without the newline. */

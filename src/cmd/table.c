@@ -4,11 +4,15 @@
 #include "cmd/cmd.h"
 
 static const struct cmd_entry commands[] = {
+    { "amend", cmd_amend },
     { "check", cmd_check },
+    { "commit", cmd_commit },
     { "create", cmd_create },
     { "convert", cmd_convert },
     { "info", cmd_info },
+    { "rebase", cmd_rebase },
     { "resize", cmd_resize },
+    { "snapshot", cmd_snapshot },
 };
 
 const struct cmd_entry *cmd_find(const char *name)
