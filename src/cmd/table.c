@@ -5,6 +5,7 @@
 
 static const struct cmd_entry commands[] = {
     { "amend", cmd_amend },
+    { "bench", cmd_bench },
     { "check", cmd_check },
     { "commit", cmd_commit },
     { "create", cmd_create },
