@@ -44,7 +44,7 @@ int cmd_convert(int argc, char **argv)
     bool compressed = false, copy_range = false, quiet = false, skip_create = false;
     bool force_share = false, image_opts = false, tgt_image_opts = false, salvage = false;
     bool target_is_zero = false, bitmaps = false, skip_broken = false, progress = false;
-    bool explicit_min_sparse = false, created = false;
+    bool explicit_min_sparse = false, created = false, in_order = true;
     uint64_t min_sparse = 8 * 512;
     long num_coroutines = 8;
     int c, ret = 1, src_flags = 0, nsrc = 0;
@@ -111,7 +111,7 @@ int cmd_convert(int argc, char **argv)
             }
             break;
         }
-        case 'W': break;
+        case 'W': in_order = false; break;
         case 'U': force_share = true; break;
         case 'r':
             if (cvtnum("rate limit", optarg) < 0)
@@ -357,6 +357,8 @@ int cmd_convert(int argc, char **argv)
         .cluster_size = gi == 0 ? bi.cluster_size : 0,
         .buf_size = IO_BUF_SIZE,
         .salvage = salvage,
+        .workers = (int)num_coroutines,
+        .in_order = in_order,
         .progress = progress_cb,
         .warn = quiet ? NULL : warn_cb,
     };

@@ -5,6 +5,7 @@
  * Each step asks block status once for the longest extent it can, so a
  * hole of any size is one call. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,63 +255,159 @@ static int write_step(struct copy_job *j, uint64_t off, uint64_t len, uint8_t *b
     return 0;
 }
 
+/* Shared state of one threaded copy. Workers take the next step under the
+ * lock (block status is asked there, so the walk stays sequential), then
+ * read and write outside it; with in-order writes a worker waits until the
+ * writes before its step are done, as qemu-img does without -W. */
+struct engine {
+    struct copy_job *j;
+    struct walk w;
+    pthread_mutex_t lock;
+    pthread_cond_t turn;
+    uint64_t next_off;      /* next offset to hand out */
+    uint64_t wr_off;        /* in-order mode: offset whose write is due */
+    uint64_t allocated, done;
+    int ret;
+    struct err err;
+};
+
+static void engine_fail(struct engine *e, int r, struct err *err)
+{
+    pthread_mutex_lock(&e->lock);
+    if (!e->ret) {
+        e->ret = r;
+        e->err = *err;
+    }
+    pthread_cond_broadcast(&e->turn);
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void *engine_worker(void *opaque)
+{
+    struct engine *e = opaque;
+    struct copy_job *j = e->j;
+    uint8_t *buf = NULL;
+    struct err err;
+
+    err_init(&err);
+    if (posix_memalign((void **)&buf, 4096, align_up_u64(j->buf_size, 4096))) {
+        err_set(&err, ENOMEM, "Could not allocate the copy buffer");
+        engine_fail(e, -ENOMEM, &err);
+        return NULL;
+    }
+    for (;;) {
+        uint64_t off, n;
+        enum copy_status st;
+        int r;
+
+        pthread_mutex_lock(&e->lock);
+        if (e->ret || e->next_off >= e->w.total) {
+            pthread_mutex_unlock(&e->lock);
+            break;
+        }
+        int64_t sn = iterate(&e->w, e->next_off, &err);
+        if (sn < 0) {
+            pthread_mutex_unlock(&e->lock);
+            engine_fail(e, (int)sn, &err);
+            break;
+        }
+        off = e->next_off;
+        n = (uint64_t)sn;
+        st = e->w.status;
+        if (!j->min_sparse && st == ST_ZERO)
+            n = min_u64(n, j->buf_size);
+        e->next_off += n;
+        if (st == ST_DATA || (!j->min_sparse && st == ST_ZERO)) {
+            e->done += n;
+            if (j->progress && e->allocated)
+                j->progress(j->progress_opaque, 100.0 * (double)e->done / (double)e->allocated);
+        }
+        pthread_mutex_unlock(&e->lock);
+
+        if (st == ST_DATA) {
+            if ((r = read_sources(j, off, n, buf, &err)) < 0) {
+                engine_fail(e, r, &err);
+                break;
+            }
+        } else if (!j->min_sparse && st == ST_ZERO) {
+            st = ST_DATA;
+            memset(buf, 0, n);
+        }
+        if (j->in_order) {
+            pthread_mutex_lock(&e->lock);
+            while (e->wr_off != off && !e->ret)
+                pthread_cond_wait(&e->turn, &e->lock);
+            bool stop = e->ret != 0;
+            pthread_mutex_unlock(&e->lock);
+            if (stop)
+                break;
+        }
+        r = write_step(j, off, n, buf, st, &err);
+        if (r < 0) {
+            engine_fail(e, r, &err);
+            break;
+        }
+        if (j->in_order) {
+            pthread_mutex_lock(&e->lock);
+            e->wr_off = off + n;
+            pthread_cond_broadcast(&e->turn);
+            pthread_mutex_unlock(&e->lock);
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
 int copy_run(struct copy_job *j, struct err *err)
 {
-    struct walk w = { .job = j };
-    uint64_t allocated = 0, done = 0, off;
-    uint8_t *buf = NULL;
-    int r = 0;
+    struct engine e;
+    pthread_t tid[COPY_MAX_WORKERS];
+    int nthreads, started = 0;
+    uint64_t off;
 
+    memset(&e, 0, sizeof(e));
+    e.j = j;
+    e.w.job = j;
+    err_init(&e.err);
     for (int i = 0; i < j->nsrc; i++)
-        w.total += j->src_size[i];
+        e.w.total += j->src_size[i];
     if (j->alignment < SECTOR)
         j->alignment = SECTOR;
+    if (!j->buf_size)
+        j->buf_size = 2u << 20;
     if (j->compressed) {
         if (!j->cluster_size || j->cluster_size > (64ULL << 20))
             return err_set(err, EINVAL, "invalid cluster size");
         j->buf_size = j->cluster_size;
     }
     /* Pass 1: how much will be written, for progress. */
-    for (off = 0; off < w.total;) {
-        int64_t n = iterate(&w, off, err);
+    for (off = 0; off < e.w.total;) {
+        int64_t n = iterate(&e.w, off, err);
         if (n < 0)
             return (int)n;
-        if (w.status == ST_DATA || (!j->min_sparse && w.status == ST_ZERO))
-            allocated += (uint64_t)n;
+        if (e.w.status == ST_DATA || (!j->min_sparse && e.w.status == ST_ZERO))
+            e.allocated += (uint64_t)n;
         off += (uint64_t)n;
     }
-    w.next_status = 0;
-    if (posix_memalign((void **)&buf, 4096, align_up_u64(j->buf_size, 4096)))
-        return err_set(err, ENOMEM, "Could not allocate the copy buffer");
+    e.w.next_status = 0;
+    pthread_mutex_init(&e.lock, NULL);
+    pthread_cond_init(&e.turn, NULL);
 
-    for (off = 0; off < w.total;) {
-        int64_t sn = iterate(&w, off, err);
-        if (sn < 0) {
-            r = (int)sn;
-            break;
-        }
-        uint64_t n = (uint64_t)sn;
-        enum copy_status st = w.status;
-        if (!j->min_sparse && st == ST_ZERO)
-            n = min_u64(n, j->buf_size);
-        if (st == ST_DATA || (!j->min_sparse && st == ST_ZERO)) {
-            done += n;
-            if (j->progress && allocated)
-                j->progress(j->progress_opaque, 100.0 * (double)done / (double)allocated);
-        }
-        if (st == ST_DATA) {
-            r = read_sources(j, off, n, buf, err);
-            if (r < 0)
-                break;
-        } else if (!j->min_sparse && st == ST_ZERO) {
-            st = ST_DATA;
-            memset(buf, 0, n);
-        }
-        r = write_step(j, off, n, buf, st, err);
-        if (r < 0)
-            break;
-        off += n;
+    nthreads = j->workers > 0 ? j->workers : 1;
+    if (nthreads > COPY_MAX_WORKERS)
+        nthreads = COPY_MAX_WORKERS;
+    for (int i = 1; i < nthreads; i++)
+        if (pthread_create(&tid[started], NULL, engine_worker, &e) == 0)
+            started++;
+    engine_worker(&e);
+    for (int i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    pthread_cond_destroy(&e.turn);
+    pthread_mutex_destroy(&e.lock);
+    if (e.ret) {
+        if (err && e.err.set && !err->set)
+            *err = e.err;
+        return e.ret;
     }
-    free(buf);
-    return r;
+    return 0;
 }

@@ -10,6 +10,8 @@
 
 #include "block/blk.h"
 
+#define COPY_MAX_WORKERS 16
+
 struct copy_job {
     struct bds **src;           /* sources, concatenated in order */
     uint64_t *src_size;         /* bytes, multiple of 512 except maybe the last */
@@ -24,6 +26,8 @@ struct copy_job {
     uint64_t cluster_size;      /* target cluster size (compressed writes) */
     uint64_t buf_size;          /* bytes per request */
     bool salvage;
+    int workers;                /* threads doing reads and writes (qemu-img -m) */
+    bool in_order;              /* writes in offset order (qemu-img without -W) */
     /* Called with a percentage; opaque passed back. */
     void (*progress)(void *opaque, double percent);
     void *progress_opaque;

@@ -6,6 +6,7 @@
  * other: one OFD byte lock per held permission at 100+bit and one per
  * permission not shared with others at 200+bit. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -32,6 +33,7 @@ static const char *const perm_names[] = { "consistent read", "write", "write unc
 
 struct file_state {
     int fd;
+    pthread_mutex_t grow_lock;  /* held by every operation that extends the file */
     bool is_blockdev;
     bool has_fallocate;
     bool has_zero_range;
@@ -107,6 +109,7 @@ static int file_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
         return err_set(err, EINVAL, "'file' driver requires '%s' to be a regular file", fn);
     }
     s->is_blockdev = S_ISBLK(st.st_mode);
+    pthread_mutex_init(&s->grow_lock, NULL);
     bs->dev = st.st_dev;
     bs->ino = st.st_ino;
     s->has_fallocate = s->has_zero_range = s->has_punch = true;
@@ -136,6 +139,7 @@ static int file_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
 static void file_close(struct bds *bs)
 {
     struct file_state *s = bs->opaque;
+    pthread_mutex_destroy(&s->grow_lock);
     close(s->fd);
 }
 
@@ -163,15 +167,21 @@ static int file_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
     return 0;
 }
 
-static int file_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
+/* Parallel writers may extend the file at once: keep the largest end. */
+static void grow_total_size(struct bds *bs, uint64_t end)
 {
-    struct file_state *s = bs->opaque;
-    const uint8_t *p = buf;
-    (void)flags;
+    uint64_t cur = __atomic_load_n(&bs->total_size, __ATOMIC_RELAXED);
+    while (end > cur &&
+           !__atomic_compare_exchange_n(&bs->total_size, &cur, end, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
 
+static int pwrite_all(int fd, const uint8_t *p, uint64_t off, uint64_t len)
+{
     while (len) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : (size_t)len;
-        ssize_t n = pwrite(s->fd, p, chunk, (off_t)off);
+        ssize_t n = pwrite(fd, p, chunk, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -183,9 +193,25 @@ static int file_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *b
         off += (uint64_t)n;
         len -= (uint64_t)n;
     }
-    if (off > bs->total_size)
-        bs->total_size = off;
     return 0;
+}
+
+static int file_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
+{
+    struct file_state *s = bs->opaque;
+    int r;
+    (void)flags;
+
+    if (off + len <= __atomic_load_n(&bs->total_size, __ATOMIC_RELAXED))
+        return pwrite_all(s->fd, buf, off, len);
+    /* Extending the file: serialize with other size changes so that no
+     * ftruncate can ever cut off data written past the old end. */
+    pthread_mutex_lock(&s->grow_lock);
+    r = pwrite_all(s->fd, buf, off, len);
+    if (r == 0)
+        grow_total_size(bs, off + len);
+    pthread_mutex_unlock(&s->grow_lock);
+    return r;
 }
 
 static int write_zero_buffer(struct bds *bs, uint64_t off, uint64_t len)
@@ -211,19 +237,34 @@ static int file_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int fl
 {
     struct file_state *s = bs->opaque;
 
-    if (!s->is_blockdev && off >= bs->total_size && !(flags & BLK_WRITE_NO_FALLBACK)) {
+    if (!s->is_blockdev && !(flags & BLK_WRITE_NO_FALLBACK) &&
+        off >= __atomic_load_n(&bs->total_size, __ATOMIC_RELAXED)) {
         /* Beyond EOF: growing the file leaves a hole that reads as zero. */
-        if (ftruncate(s->fd, (off_t)(off + len)) < 0)
-            return -errno;
-        bs->total_size = off + len;
-        return 0;
+        int r = 0;
+        pthread_mutex_lock(&s->grow_lock);
+        if (off + len > bs->total_size) {
+            if (ftruncate(s->fd, (off_t)(off + len)) < 0)
+                r = -errno;
+            else
+                grow_total_size(bs, off + len);
+        }
+        pthread_mutex_unlock(&s->grow_lock);
+        return r;
     }
     if ((flags & BLK_WRITE_MAY_UNMAP) && s->has_punch && !s->is_blockdev) {
         if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0) {
-            if (off + len > bs->total_size) {
-                if (ftruncate(s->fd, (off_t)(off + len)) < 0)
-                    return -errno;
-                bs->total_size = off + len;
+            if (off + len > __atomic_load_n(&bs->total_size, __ATOMIC_RELAXED)) {
+                int r = 0;
+                pthread_mutex_lock(&s->grow_lock);
+                if (off + len > bs->total_size) {
+                    if (ftruncate(s->fd, (off_t)(off + len)) < 0)
+                        r = -errno;
+                    else
+                        grow_total_size(bs, off + len);
+                }
+                pthread_mutex_unlock(&s->grow_lock);
+                if (r)
+                    return r;
             }
             return 0;
         }
@@ -233,8 +274,7 @@ static int file_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int fl
     }
     if (s->has_zero_range && !s->is_blockdev) {
         if (fallocate(s->fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0) {
-            if (off + len > bs->total_size)
-                bs->total_size = off + len;
+            grow_total_size(bs, off + len);
             return 0;
         }
         if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
