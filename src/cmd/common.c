@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "util/secret.h"
 #include "util/size.h"
 #include "util/xalloc.h"
 
@@ -117,14 +118,6 @@ void log_to_stderr(void *opaque, const char *line)
 
 /* --- secrets --- */
 
-struct secret {
-    char *id;
-    char *data;
-};
-
-static struct secret *secrets;
-static size_t n_secrets;
-
 static char *read_whole_file(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -232,10 +225,7 @@ int object_add(const char *spec)
         }
         value = dec;
     }
-    secrets = xrealloc(secrets, (n_secrets + 1) * sizeof(*secrets));
-    secrets[n_secrets].id = xstrdup(id);
-    secrets[n_secrets].data = value;
-    n_secrets++;
+    secret_add(id, value, strlen(value));
     r = 0;
 out:
     kvopts_release(&o);
@@ -244,11 +234,7 @@ out:
 
 const char *secret_lookup(const char *id, struct err *err)
 {
-    for (size_t i = n_secrets; i-- > 0;)
-        if (!strcmp(secrets[i].id, id))
-            return secrets[i].data;
-    err_set(err, ENOENT, "No secret with id '%s'", id);
-    return NULL;
+    return secret_get(id, NULL, err);
 }
 
 /* --- opening images --- */
