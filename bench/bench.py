@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""qimg against the real qemu-img, side by side on the same inputs.
+
+Run by hand (it is not part of `make check`):
+
+    make && bench/bench.py                 # defaults fit in about 15 GiB of disk
+    BENCH_SIZE=1G BENCH_SMALL=256M BENCH_RUNS=3 bench/bench.py   # a quick pass
+    bench/bench.py convert-zlib compare    # only the named workloads
+
+Environment:
+    QIMG          qimg binary (default: build/qimg next to this folder)
+    QEMU_IMG      the reference (default: qemu-img on PATH)
+    BENCH_DIR     scratch folder (default: /var/tmp/qimg-bench)
+    BENCH_SIZE    size of the large corpus image (default 4G)
+    BENCH_SMALL   size of the small one, used by the compression workloads (default 1G)
+    BENCH_RUNS    timed runs per tool after one warm-up (default 5)
+
+The corpus is deterministic: per MiB, 40% random data, 20% text-like data,
+8% written zeros and 32% holes, chosen by a seeded generator. Each timed run
+starts after `sync`; the tools alternate run by run. For every workload the
+table shows, per tool, the median wall time, the median wall time including a
+final `sync` (qemu-img's convert does not flush its output), the median CPU
+time (user+sys) and the peak RSS, then the ratio qimg / qemu-img. Every output
+is verified with the real `qemu-img compare` (and `check` for qcow2), so a fast
+wrong answer fails loudly instead of winning.
+"""
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+QIMG = os.path.abspath(os.environ.get("QIMG", os.path.join(HERE, "..", "build", "qimg")))
+QEMU_IMG = os.environ.get("QEMU_IMG", shutil.which("qemu-img") or "qemu-img")
+QEMU_IO = shutil.which("qemu-io") or "qemu-io"
+DIR = os.environ.get("BENCH_DIR", "/var/tmp/qimg-bench")
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+MIB = 1 << 20
+
+
+def parse_size(s):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    s = s.strip().upper()
+    if s and s[-1] in units:
+        return int(float(s[:-1]) * units[s[-1]])
+    return int(s)
+
+
+SIZE = parse_size(os.environ.get("BENCH_SIZE", "4G"))
+SMALL = parse_size(os.environ.get("BENCH_SMALL", "1G"))
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def text_chunks(seed, n=16):
+    rng = random.Random(seed)
+    words = ["".join(rng.choice("etaoinshrdlucmfwypvbgkjqxz") for _ in range(rng.randint(2, 9)))
+             for _ in range(2000)]
+    chunks = []
+    for _ in range(n):
+        out, size = [], 0
+        while size < MIB:
+            w = rng.choice(words) + rng.choice("     ,.\n")
+            out.append(w)
+            size += len(w)
+        chunks.append("".join(out).encode()[:MIB])
+    return chunks
+
+
+def make_corpus(path, size, seed):
+    """Deterministic raw image with the data mix described above."""
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        return
+    rng = random.Random(seed)
+    texts = text_chunks(seed)
+    rand = subprocess.Popen(["openssl", "enc", "-aes-128-ctr", "-nosalt", "-pbkdf2",
+                             "-pass", "pass:qimg-bench-%d" % seed], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    zero = bytes(MIB)
+    with open(path + ".tmp", "wb") as f:
+        f.truncate(size)
+        for i in range(size // MIB):
+            r = rng.random()
+            if r < 0.40:
+                f.seek(i * MIB)
+                f.write(rand.stdout.read(MIB))
+            elif r < 0.60:
+                f.seek(i * MIB)
+                f.write(texts[rng.randrange(len(texts))])
+            elif r < 0.68:
+                f.seek(i * MIB)
+                f.write(zero)
+            # else: a hole
+    rand.kill()
+    os.rename(path + ".tmp", path)
+
+
+def run_once(cmd):
+    """Run cmd; return (wall, wall_with_sync, cpu, maxrss_kib)."""
+    os.sync()
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    os.sync()
+    synced = time.monotonic() - t0
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("%s failed: %s" % (" ".join(cmd), err.strip()))
+    return wall, synced, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+
+
+def verify(kind, out, ref):
+    if kind in ("qcow2",):
+        r = subprocess.run([QEMU_IMG, "check", out], capture_output=True, text=True)
+        if r.returncode not in (0, 3):
+            raise RuntimeError("qemu-img check %s: %s" % (out, r.stdout + r.stderr))
+    if ref:
+        r = subprocess.run([QEMU_IMG, "compare", ref, out], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("qemu-img compare %s %s: %s" % (ref, out, r.stdout + r.stderr))
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+class Workload:
+    def __init__(self, name, argv, setup=None, out=None, out_kind=None, ref=None, cleanup=True):
+        self.name, self.argv, self.setup = name, argv, setup
+        self.out, self.out_kind, self.ref, self.cleanup = out, out_kind, ref, cleanup
+
+
+def measure(w):
+    res = {}
+    for tool in ("qemu-img", "qimg"):
+        res[tool] = []
+    binaries = {"qemu-img": QEMU_IMG, "qimg": QIMG}
+    for i in range(RUNS + 1):                      # run 0 is the warm-up
+        for tool in ("qemu-img", "qimg"):
+            if w.setup:
+                w.setup()
+            if w.out and os.path.exists(w.out):
+                os.unlink(w.out)
+            r = run_once([binaries[tool]] + w.argv)
+            if w.out:
+                verify(w.out_kind, w.out, w.ref)
+            if i > 0:
+                res[tool].append(r)
+    if w.out and w.cleanup and os.path.exists(w.out):
+        os.unlink(w.out)
+    return res
+
+
+def row(name, res):
+    cols = [name]
+    meds = {}
+    for tool in ("qemu-img", "qimg"):
+        rs = res[tool]
+        wall = median([r[0] for r in rs])
+        synced = median([r[1] for r in rs])
+        cpu = median([r[2] for r in rs])
+        rss = max(r[3] for r in rs) / 1024.0
+        meds[tool] = (wall, synced)
+        cols.append("%7.3f %7.3f %7.2f %7.1f" % (wall, synced, cpu, rss))
+    ratio = meds["qimg"][0] / meds["qemu-img"][0] if meds["qemu-img"][0] else float("nan")
+    ratio_s = meds["qimg"][1] / meds["qemu-img"][1] if meds["qemu-img"][1] else float("nan")
+    cols.append("%5.2f %5.2f" % (ratio, ratio_s))
+    return " | ".join(cols)
+
+
+def main():
+    os.makedirs(DIR, exist_ok=True)
+    os.chdir(DIR)
+    q = QEMU_IMG
+    print("qimg: %s\nqemu-img: %s\ncorpus: %d MiB and %d MiB in %s, %d runs each\n"
+          % (QIMG, subprocess.run([q, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
+             SIZE // MIB, SMALL // MIB, DIR, RUNS))
+    make_corpus("big.raw", SIZE, 1)
+    make_corpus("small.raw", SMALL, 2)
+    # Reference images made once by the real qemu-img.
+    if not os.path.exists("big.qcow2"):
+        sh(q, "convert", "-f", "raw", "-O", "qcow2", "big.raw", "big.qcow2")
+    if not os.path.exists("small.qcow2"):
+        sh(q, "convert", "-f", "raw", "-O", "qcow2", "small.raw", "small.qcow2")
+    for fmt, opt in (("vmdk", []), ("vdi", []), ("vpc", []), ("vhdx", [])):
+        if not os.path.exists("small." + fmt):
+            sh(q, "convert", "-f", "raw", "-O", fmt, *opt, "small.raw", "small." + fmt)
+    # A 3-deep chain over the big image: two overlays with scattered writes.
+    if not os.path.exists("top.qcow2"):
+        sh(q, "create", "-f", "qcow2", "-b", "big.qcow2", "-F", "qcow2", "mid.qcow2")
+        sh(q, "create", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", "top.qcow2")
+        for img, pat in (("mid.qcow2", 0x11), ("top.qcow2", 0x22)):
+            cmds = []
+            rng = random.Random(pat)
+            for _ in range(64):
+                off = rng.randrange(SIZE // MIB) * MIB
+                cmds += ["-c", "write -P %d %d 256k" % (pat, off)]
+            sh(QEMU_IO, "-f", "qcow2", *cmds, img, stdout=subprocess.DEVNULL)
+        sh(q, "convert", "-O", "raw", "top.qcow2", "top.raw")
+    if not os.path.exists("sparse64.qcow2"):
+        sh(q, "create", "-f", "qcow2", "sparse64.qcow2", "64G", stdout=subprocess.DEVNULL)
+        sh(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 1M", "-c", "write -P 8 40G 1M",
+           "sparse64.qcow2", stdout=subprocess.DEVNULL)
+
+    def fresh_overlay():
+        for f in ("ov.qcow2", "ovbase.qcow2"):
+            if os.path.exists(f):
+                os.unlink(f)
+        shutil.copyfile("small.qcow2", "ovbase.qcow2")
+        sh(q, "create", "-q", "-f", "qcow2", "-b", "ovbase.qcow2", "-F", "qcow2", "ov.qcow2")
+        sh(QEMU_IO, "-f", "qcow2", "-c", "write -P 5 0 64M", "ov.qcow2", stdout=subprocess.DEVNULL)
+
+    workloads = [
+        Workload("convert-raw-qcow2", ["convert", "-f", "raw", "-O", "qcow2", "big.raw", "o.qcow2"],
+                 out="o.qcow2", out_kind="qcow2", ref="big.raw"),
+        Workload("convert-raw-qcow2-m16W", ["convert", "-m", "16", "-W", "-f", "raw", "-O", "qcow2",
+                                            "big.raw", "o.qcow2"], out="o.qcow2", out_kind="qcow2",
+                 ref="big.raw"),
+        Workload("convert-qcow2-raw", ["convert", "-f", "qcow2", "-O", "raw", "big.qcow2", "o.raw"],
+                 out="o.raw", ref="big.raw"),
+        Workload("convert-zlib", ["convert", "-c", "-f", "raw", "-O", "qcow2", "small.raw", "o.qcow2"],
+                 out="o.qcow2", out_kind="qcow2", ref="small.raw"),
+        Workload("convert-zlib-m16W", ["convert", "-c", "-m", "16", "-W", "-f", "raw", "-O", "qcow2",
+                                       "small.raw", "o.qcow2"], out="o.qcow2", out_kind="qcow2",
+                 ref="small.raw"),
+        Workload("convert-zstd", ["convert", "-c", "-o", "compression_type=zstd", "-f", "raw",
+                                  "-O", "qcow2", "small.raw", "o.qcow2"], out="o.qcow2",
+                 out_kind="qcow2", ref="small.raw"),
+        Workload("convert-zstd-m16W", ["convert", "-c", "-m", "16", "-W", "-o",
+                                       "compression_type=zstd", "-f", "raw", "-O", "qcow2",
+                                       "small.raw", "o.qcow2"], out="o.qcow2", out_kind="qcow2",
+                 ref="small.raw"),
+        Workload("convert-qcow2-vmdk-stream", ["convert", "-f", "qcow2", "-O", "vmdk", "-o",
+                                               "subformat=streamOptimized", "small.qcow2", "o.vmdk"],
+                 out="o.vmdk", ref="small.raw"),
+        Workload("compare-raw-qcow2", ["compare", "-f", "raw", "-F", "qcow2", "big.raw", "big.qcow2"]),
+        Workload("flatten-chain", ["convert", "-O", "qcow2", "top.qcow2", "o.qcow2"], out="o.qcow2",
+                 out_kind="qcow2", ref="top.raw"),
+        Workload("convert-nocache", ["convert", "-t", "none", "-T", "none", "-f", "raw", "-O", "qcow2",
+                                     "big.raw", "o.qcow2"], out="o.qcow2", out_kind="qcow2",
+                 ref="big.raw"),
+        Workload("info", ["info", "big.qcow2"]),
+        Workload("check", ["check", "big.qcow2"]),
+        Workload("map", ["map", "big.qcow2"]),
+        Workload("convert-sparse64-raw", ["convert", "-O", "raw", "sparse64.qcow2", "o.raw"],
+                 out="o.raw", ref="sparse64.qcow2"),
+        Workload("convert-sparse64-qcow2", ["convert", "-O", "qcow2", "sparse64.qcow2", "o.qcow2"],
+                 out="o.qcow2", out_kind="qcow2", ref="sparse64.qcow2"),
+        Workload("commit", ["commit", "ov.qcow2"], setup=fresh_overlay),
+        Workload("rebase", ["rebase", "-b", "", "ov.qcow2"], setup=fresh_overlay),
+    ]
+    for fmt in ("vmdk", "vdi", "vpc", "vhdx"):
+        workloads.append(Workload("convert-%s-qcow2" % fmt, ["convert", "-f", fmt, "-O", "qcow2",
+                                                             "small." + fmt, "o.qcow2"],
+                                  out="o.qcow2", out_kind="qcow2", ref="small." + fmt))
+    for mode in ("off", "metadata", "falloc", "full"):
+        workloads.append(Workload("create-prealloc-%s" % mode,
+                                  ["create", "-q", "-f", "qcow2", "-o", "preallocation=" + mode,
+                                   "c.qcow2", str(SMALL)], out="c.qcow2", out_kind="qcow2"))
+
+    wanted = set(sys.argv[1:])
+    print("%-28s | %-37s | %-37s | %s" % ("workload", "qemu-img: wall  +sync    cpu  rssMiB",
+                                          "qimg:     wall  +sync    cpu  rssMiB", "ratio (+sync)"))
+    for w in workloads:
+        if wanted and w.name not in wanted:
+            continue
+        try:
+            print(row("%-28s" % w.name, measure(w)), flush=True)
+        except (RuntimeError, subprocess.CalledProcessError) as e:
+            print("%-28s | FAILED: %s" % (w.name, str(e).strip().replace("\n", " ")[:200]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
