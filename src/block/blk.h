@@ -189,6 +189,14 @@ int blk_parse_prealloc(const char *s, unsigned allowed, enum blk_prealloc *out, 
 const char *blk_prealloc_name(enum blk_prealloc p);
 bool blk_supports_bitmaps(struct bds *bs);
 
+/* --- persistent dirty bitmaps --- */
+int blk_bitmap_add(struct bds *bs, const char *name, uint32_t granularity, struct err *err);
+int blk_bitmap_remove(struct bds *bs, const char *name, struct err *err);
+int blk_bitmap_clear(struct bds *bs, const char *name, struct err *err);
+int blk_bitmap_enable(struct bds *bs, const char *name, bool enable, struct err *err);
+int blk_bitmap_merge(struct bds *bs, const char *dst, struct bds *src_bs, const char *src,
+                     struct err *err);
+
 /* Resolve a backing file name relative to the image that names it. */
 char *blk_resolve_backing(const char *image, const char *backing);
 

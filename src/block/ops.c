@@ -107,3 +107,45 @@ bool blk_supports_bitmaps(struct bds *bs)
 {
     return bs->drv->bitmap != NULL;
 }
+
+static int no_bitmaps(struct bds *bs, struct err *err)
+{
+    return err_set(err, ENOTSUP, "Can't store persistent bitmaps to %s: Operation not supported",
+                   bs->filename);
+}
+
+int blk_bitmap_add(struct bds *bs, const char *name, uint32_t granularity, struct err *err)
+{
+    if (!bs->drv->bitmap || !bs->drv->bitmap->add)
+        return no_bitmaps(bs, err);
+    return bs->drv->bitmap->add(bs, name, granularity, false, err);
+}
+
+int blk_bitmap_remove(struct bds *bs, const char *name, struct err *err)
+{
+    if (!bs->drv->bitmap || !bs->drv->bitmap->remove)
+        return err_set(err, ENOENT, "Dirty bitmap '%s' not found", name);
+    return bs->drv->bitmap->remove(bs, name, err);
+}
+
+int blk_bitmap_clear(struct bds *bs, const char *name, struct err *err)
+{
+    if (!bs->drv->bitmap || !bs->drv->bitmap->clear)
+        return err_set(err, ENOENT, "Dirty bitmap '%s' not found", name);
+    return bs->drv->bitmap->clear(bs, name, err);
+}
+
+int blk_bitmap_enable(struct bds *bs, const char *name, bool enable, struct err *err)
+{
+    if (!bs->drv->bitmap || !bs->drv->bitmap->enable)
+        return err_set(err, ENOENT, "Dirty bitmap '%s' not found", name);
+    return bs->drv->bitmap->enable(bs, name, enable, err);
+}
+
+int blk_bitmap_merge(struct bds *bs, const char *dst, struct bds *src_bs, const char *src,
+                     struct err *err)
+{
+    if (!bs->drv->bitmap || !bs->drv->bitmap->merge)
+        return err_set(err, ENOENT, "Dirty bitmap '%s' not found", dst);
+    return bs->drv->bitmap->merge(bs, dst, src_bs, src, err);
+}

@@ -30,6 +30,7 @@ int cmd_rebase(int argc, char **argv);
 int cmd_commit(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bitmap(int argc, char **argv);
 
 /* The name messages start with: "qemu-img" when invoked under that name. */
 extern const char *prog_name;

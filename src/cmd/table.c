@@ -6,6 +6,7 @@
 static const struct cmd_entry commands[] = {
     { "amend", cmd_amend },
     { "bench", cmd_bench },
+    { "bitmap", cmd_bitmap },
     { "check", cmd_check },
     { "commit", cmd_commit },
     { "create", cmd_create },
