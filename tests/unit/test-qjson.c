@@ -8,10 +8,13 @@
  *       backing file, bitmap b0; made with --object secret + encrypt.format=luks)
  *   qemu-img info [--output=json] bm2.qcow2           (bitmaps b0, b1 --disable)
  *   qemu-img info --output=json o.qcow2               (backing + 2 snapshots)
- *   qemu-img info [--output=json] x.vmdk / l.luks
+ *   qemu-img info [--output=json] x.vmdk / l.luks / so.vmdk (streamOptimized)
+ *   qemu-img info [--output=json] df.qcow2            (data_file, data_file_raw)
  *   qemu-img info --output=json --backing-chain o.qcow2
  *   qemu-img check --output=json {base,c,c2}.qcow2    (c: refcounts damaged,
  *       c2: the same repaired with -r all)
+ *   qemu-img check --output=json cc.qcow2             (convert -c of a
+ *       fragmented image, then partly rewritten)
  *   qemu-img measure --output=json -O qcow2 {--size 1G, bm.qcow2}
  * The *_in inputs hold the same data with every object's keys in QAPI
  * declaration order (qapi/block-core.json, qapi/crypto.json), which is the
@@ -22,6 +25,7 @@
 
 #include "tap.h"
 #include "util/qjson.h"
+#include "util/xalloc.h"
 
 /* raw.json, keys in QAPI declaration order */
 static const char raw_json_in[] =
@@ -240,6 +244,64 @@ static const char vmdk_json_out[] =
     "    \"dirty-flag\": false\n"
     "}";
 
+/* so.json, keys in QAPI declaration order */
+static const char so_json_in[] =
+    "{\"filename\":\"so.vmdk\",\"format\":\"vmdk\",\"dirty-flag\":false,\"actual-size\":12288,\"virtual-size\":10485760,\"cluster-size\":65536,\"format-specific\":{\"type\":\"vmdk\",\"data\":{\"create-type\":\"streamOptimized\",\"cid\":229025057,\"parent-cid\":4294967295,\"extents\":[{\"filename\":\"so.vmdk\",\"format\":\"\",\"virtual-size\":10485760,\"cluster-size\":65536,\"compressed\":true}]}}}";
+/* real qemu-img output */
+static const char so_json_out[] =
+    "{\n"
+    "    \"virtual-size\": 10485760,\n"
+    "    \"filename\": \"so.vmdk\",\n"
+    "    \"cluster-size\": 65536,\n"
+    "    \"format\": \"vmdk\",\n"
+    "    \"actual-size\": 12288,\n"
+    "    \"format-specific\": {\n"
+    "        \"type\": \"vmdk\",\n"
+    "        \"data\": {\n"
+    "            \"cid\": 229025057,\n"
+    "            \"parent-cid\": 4294967295,\n"
+    "            \"create-type\": \"streamOptimized\",\n"
+    "            \"extents\": [\n"
+    "                {\n"
+    "                    \"compressed\": true,\n"
+    "                    \"virtual-size\": 10485760,\n"
+    "                    \"filename\": \"so.vmdk\",\n"
+    "                    \"cluster-size\": 65536,\n"
+    "                    \"format\": \"\"\n"
+    "                }\n"
+    "            ]\n"
+    "        }\n"
+    "    },\n"
+    "    \"dirty-flag\": false\n"
+    "}";
+
+/* df.json, keys in QAPI declaration order */
+static const char df_json_in[] =
+    "{\"filename\":\"df.qcow2\",\"format\":\"qcow2\",\"dirty-flag\":false,\"actual-size\":266240,\"virtual-size\":1048576,\"cluster-size\":65536,\"format-specific\":{\"type\":\"qcow2\",\"data\":{\"compat\":\"1.1\",\"data-file\":\"d.raw\",\"data-file-raw\":true,\"extended-l2\":false,\"lazy-refcounts\":false,\"corrupt\":false,\"refcount-bits\":16,\"compression-type\":\"zlib\"}}}";
+/* real qemu-img output */
+static const char df_json_out[] =
+    "{\n"
+    "    \"virtual-size\": 1048576,\n"
+    "    \"filename\": \"df.qcow2\",\n"
+    "    \"cluster-size\": 65536,\n"
+    "    \"format\": \"qcow2\",\n"
+    "    \"actual-size\": 266240,\n"
+    "    \"format-specific\": {\n"
+    "        \"type\": \"qcow2\",\n"
+    "        \"data\": {\n"
+    "            \"compat\": \"1.1\",\n"
+    "            \"compression-type\": \"zlib\",\n"
+    "            \"lazy-refcounts\": false,\n"
+    "            \"refcount-bits\": 16,\n"
+    "            \"data-file\": \"d.raw\",\n"
+    "            \"data-file-raw\": true,\n"
+    "            \"corrupt\": false,\n"
+    "            \"extended-l2\": false\n"
+    "        }\n"
+    "    },\n"
+    "    \"dirty-flag\": false\n"
+    "}";
+
 /* luks.json, keys in QAPI declaration order */
 static const char luks_json_in[] =
     "{\"filename\":\"l.luks\",\"format\":\"luks\",\"dirty-flag\":false,\"actual-size\":262144,\"virtual-size\":1048576,\"encrypted\":true,\"format-specific\":{\"type\":\"luks\",\"data\":{\"cipher-alg\":\"aes-256\",\"cipher-mode\":\"xts\",\"ivgen-alg\":\"plain64\",\"hash-alg\":\"sha256\",\"payload-offset\":2068480,\"master-key-iters\":9157,\"uuid\":\"af011d5d-5fe6-4fef-9bd4-0160a8df232e\",\"slots\":[{\"active\":true,\"iters\":37925,\"stripes\":4000,\"key-offset\":4096},{\"active\":false,\"key-offset\":262144},{\"active\":false,\"key-offset\":520192},{\"active\":false,\"key-offset\":778240},{\"active\":false,\"key-offset\":1036288},{\"active\":false,\"key-offset\":1294336},{\"active\":false,\"key-offset\":1552384},{\"active\":false,\"key-offset\":1810432}]}}}";
@@ -416,6 +478,22 @@ static const char check2_json_out[] =
     "    \"format\": \"qcow2\"\n"
     "}";
 
+/* frag.json, keys in QAPI declaration order */
+static const char frag_json_in[] =
+    "{\"filename\":\"cc.qcow2\",\"format\":\"qcow2\",\"check-errors\":0,\"image-end-offset\":524288,\"total-clusters\":64,\"allocated-clusters\":64,\"fragmented-clusters\":62,\"compressed-clusters\":62}";
+/* real qemu-img output */
+static const char frag_json_out[] =
+    "{\n"
+    "    \"image-end-offset\": 524288,\n"
+    "    \"compressed-clusters\": 62,\n"
+    "    \"total-clusters\": 64,\n"
+    "    \"check-errors\": 0,\n"
+    "    \"allocated-clusters\": 64,\n"
+    "    \"filename\": \"cc.qcow2\",\n"
+    "    \"format\": \"qcow2\",\n"
+    "    \"fragmented-clusters\": 62\n"
+    "}";
+
 /* measure.json, keys in QAPI declaration order */
 static const char measure_json_in[] =
     "{\"required\":393216,\"fully-allocated\":1074135040}";
@@ -522,6 +600,32 @@ static const char vmdk_human[] =
     "            format: \n"
     "";
 
+/* real qemu-img info "Format specific information" body: so.human */
+static const char so_human[] =
+    "    cid: 229025057\n"
+    "    parent cid: 4294967295\n"
+    "    create type: streamOptimized\n"
+    "    extents:\n"
+    "        [0]:\n"
+    "            compressed: true\n"
+    "            virtual size: 10485760\n"
+    "            filename: so.vmdk\n"
+    "            cluster size: 65536\n"
+    "            format: \n"
+    "";
+
+/* real qemu-img info "Format specific information" body: df.human */
+static const char df_human[] =
+    "    compat: 1.1\n"
+    "    compression type: zlib\n"
+    "    lazy refcounts: false\n"
+    "    refcount bits: 16\n"
+    "    data file: d.raw\n"
+    "    data file raw: true\n"
+    "    corrupt: false\n"
+    "    extended l2: false\n"
+    "";
+
 /* real qemu-img info "Format specific information" body: luks.human */
 static const char luks_human[] =
     "    ivgen alg: plain64\n"
@@ -620,6 +724,53 @@ static json_t *obj_of(const char *const *keys, size_t n)
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
+/* strbuf and xalloc underlie every emitter above. */
+static void strbuf_tests(void)
+{
+    struct strbuf sb = STRBUF_INIT;
+
+    is_str(strbuf_str(&sb), "", "empty strbuf reads as \"\"");
+    strbuf_puts(&sb, "ab");
+    strbuf_putc(&sb, 'c');
+    strbuf_add(&sb, "dxx", 1);
+    strbuf_addf(&sb, "-%d-%s", 42, "z");
+    strbuf_addchars(&sb, ' ', 3);
+    is_str(strbuf_str(&sb), "abcd-42-z   ", "strbuf appends");
+    is_uint(sb.len, 12, "strbuf length");
+    for (int i = 0; i < 1000; i++)
+        strbuf_addf(&sb, "%04d", i);
+    is_uint(sb.len, 12 + 4000, "strbuf grows");
+    ok(strncmp(sb.buf + 12 + 4 * 999, "0999", 4) == 0 && sb.buf[sb.len] == '\0', "grown contents and terminator");
+    strbuf_reset(&sb);
+    is_str(strbuf_str(&sb), "", "reset empties");
+    strbuf_puts(&sb, "keep");
+    char *s = strbuf_detach(&sb);
+    is_str(s, "keep", "detach hands over the string");
+    ok(sb.buf == NULL && sb.len == 0, "detach re-inits");
+    free(s);
+    s = strbuf_detach(&sb);
+    is_str(s, "", "detach of an empty buffer gives \"\"");
+    free(s);
+    strbuf_release(&sb);
+    strbuf_release(NULL);
+
+    char *a = xasprintf("%s=%u", "k", 7u);
+    is_str(a, "k=7", "xasprintf");
+    free(a);
+    a = xstrndup("abcdef", 3);
+    is_str(a, "abc", "xstrndup");
+    free(a);
+    void *z = xmalloc(0);
+    ok(z != NULL, "xmalloc(0) is not NULL");
+    free(z);
+    int *c = xcalloc(4, sizeof(int));
+    ok(c[0] == 0 && c[3] == 0, "xcalloc zeroes");
+    c = xreallocarray(c, 8, sizeof(int));
+    c[7] = 1;
+    ok(c[0] == 0 && c[7] == 1, "xreallocarray keeps contents");
+    free(c);
+}
+
 int main(void)
 {
     /* --- the hash: buckets cross-checked by the real orders below --- */
@@ -643,10 +794,13 @@ int main(void)
             "filename", "format", "dirty-flag", "actual-size", "virtual-size", "cluster-size",
             "encrypted", "compressed", "backing-filename", "full-backing-filename",
             "backing-filename-format", "snapshots", "backing-image", "format-specific" };
+        /* Every key but backing-image (which qemu-img never prints) was seen
+         * in this relative order in the real outputs below. */
         static const char *const want[] = {
-            "backing-filename-format", "snapshots", "virtual-size", "filename", "cluster-size",
-            "format", "actual-size", "format-specific", "full-backing-filename", "encrypted",
-            "backing-image", "compressed", "backing-filename", "dirty-flag" };
+            "backing-image", "compressed", "backing-filename-format", "snapshots",
+            "virtual-size", "filename", "cluster-size", "format", "actual-size",
+            "format-specific", "full-backing-filename", "encrypted", "backing-filename",
+            "dirty-flag" };
         json_t *o = obj_of(in, N(in));
         order_is(o, want, N(want), "ImageInfo, every field");
         json_decref(o);
@@ -656,10 +810,11 @@ int main(void)
             "filename", "format", "check-errors", "image-end-offset", "corruptions", "leaks",
             "corruptions-fixed", "leaks-fixed", "total-clusters", "allocated-clusters",
             "fragmented-clusters", "compressed-clusters" };
+        /* the union of the real check0/check1/check2/frag outputs below */
         static const char *const want[] = {
-            "image-end-offset", "total-clusters", "corruptions", "corruptions-fixed",
-            "check-errors", "fragmented-clusters", "leaks-fixed", "leaks",
-            "compressed-clusters", "allocated-clusters", "filename", "format" };
+            "image-end-offset", "compressed-clusters", "total-clusters", "corruptions",
+            "corruptions-fixed", "check-errors", "leaks", "leaks-fixed",
+            "allocated-clusters", "filename", "format", "fragmented-clusters" };
         json_t *o = obj_of(in, N(in));
         order_is(o, want, N(want), "ImageCheck, every field");
         json_decref(o);
@@ -668,9 +823,10 @@ int main(void)
         static const char *const in[] = {
             "compat", "data-file", "data-file-raw", "extended-l2", "lazy-refcounts", "corrupt",
             "refcount-bits", "encrypt", "bitmaps", "compression-type" };
+        /* the union of the real e/bm2/df outputs below */
         static const char *const want[] = {
             "compat", "compression-type", "lazy-refcounts", "bitmaps", "refcount-bits",
-            "encrypt", "data-file-raw", "corrupt", "data-file", "extended-l2" };
+            "data-file", "encrypt", "data-file-raw", "corrupt", "extended-l2" };
         json_t *o = obj_of(in, N(in));
         order_is(o, want, N(want), "ImageInfoSpecificQCow2, every field");
         json_decref(o);
@@ -713,11 +869,14 @@ int main(void)
     pretty_is(bm2_json_in, bm2_json_out, "info qcow2 (two bitmaps, empty flags list)");
     pretty_is(snap_json_in, snap_json_out, "info qcow2 (snapshots)");
     pretty_is(vmdk_json_in, vmdk_json_out, "info vmdk");
+    pretty_is(so_json_in, so_json_out, "info vmdk streamOptimized (compressed extent)");
+    pretty_is(df_json_in, df_json_out, "info qcow2 with data file");
     pretty_is(luks_json_in, luks_json_out, "info luks");
     pretty_is(chain_json_in, chain_json_out, "info --backing-chain (top-level list)");
     pretty_is(check0_json_in, check0_json_out, "check clean");
     pretty_is(check1_json_in, check1_json_out, "check with leaks and corruptions");
     pretty_is(check2_json_in, check2_json_out, "check -r all");
+    pretty_is(frag_json_in, frag_json_out, "check with compressed and fragmented clusters");
     pretty_is(measure_json_in, measure_json_out, "measure --size");
     pretty_is(measure2_json_in, measure2_json_out, "measure with bitmaps");
 
@@ -725,6 +884,8 @@ int main(void)
     human_is(e_json_in, e_human, "qcow2 (luks, bitmap)");
     human_is(bm2_json_in, bm2_human, "qcow2 (two bitmaps)");
     human_is(vmdk_json_in, vmdk_human, "vmdk (empty string value keeps its space)");
+    human_is(so_json_in, so_human, "vmdk streamOptimized");
+    human_is(df_json_in, df_human, "qcow2 with data file");
     human_is(luks_json_in, luks_human, "luks");
 
     /* --- strings: real info --output=json of a file named with these bytes --- */
@@ -760,7 +921,7 @@ int main(void)
         json_t *s = json_string_nocheck("a\342\202");
         struct strbuf sb = STRBUF_INIT;
         qjson_pretty(&sb, s);
-        is_str(strbuf_str(&sb), "\"a\\uFFFD\\uFFFD\"", "truncated sequence at the end");
+        is_str(strbuf_str(&sb), "\"a\\uFFFD\"", "truncated sequence at the end is one U+FFFD");
         strbuf_release(&sb);
         json_decref(s);
     }
@@ -848,5 +1009,6 @@ int main(void)
         json_decref(v);
     }
 
+    strbuf_tests();
     return done_testing();
 }
