@@ -93,12 +93,19 @@ if [ -f "$build/fuzz/fuzz-regression" ] && [ -x "$build/fuzz/fuzz-regression" ];
 fi
 
 # ---- (c) interop scenarios, JOBS at a time, each file's output buffered
+# Run a private copy of qimg so that a rebuild during the run cannot swap the
+# binary under the scenarios (a half-written file gives "Permission denied").
+if [ -f "$QIMG" ] && [ -x "$QIMG" ]; then
+    mkdir -p "$work/bin"
+    cp "$QIMG" "$work/bin/qimg" && QIMG=$work/bin/qimg
+fi
 mkdir -p "$work/interop"
 run_one() { # FILE: run a scenario, leave its output and status beside
-    local f=$1 base
+    local f=$1 base start=$SECONDS
     base=$(basename "$f" .sh)
     (timeout "$INTEROP_TIMEOUT" bash "$f" >"$work/interop/$base.out" 2>&1; exit $?) 2>/dev/null
     echo $? >"$work/interop/$base.rc"
+    echo $((SECONDS - start)) >"$work/interop/$base.time"
 }
 export -f run_one
 export work INTEROP_TIMEOUT
@@ -111,13 +118,16 @@ for f in "$here"/interop/*.sh; do
     [ -n "${ONLY:-}" ] && [[ $(basename "$f") != $ONLY ]] && continue
     scenarios+=("$f")
 done
+timings=''
 if [ ${#scenarios[@]} -gt 0 ]; then
     printf '%s\0' "${scenarios[@]}" | xargs -0 -n1 -P"$JOBS" bash -c 'run_one "$1"' run_one
     for f in "${scenarios[@]}"; do
         base=$(basename "$f" .sh)
         rc=$(cat "$work/interop/$base.rc" 2>/dev/null || echo 125)
         tally "interop/$base" "$work/interop/$base.out" "$rc"
+        timings+=" $base $(cat "$work/interop/$base.time" 2>/dev/null)s"
     done
+    echo "interop wall time per file:$timings"
 fi
 
 echo "$passed passed, $failed failed"

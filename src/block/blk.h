@@ -46,6 +46,8 @@ enum {
     BLK_STATUS_ALLOCATED    = 1 << 3,  /* this layer answers (no backing fall-through) */
     BLK_STATUS_EOF          = 1 << 4,  /* range reaches end of the node */
     BLK_STATUS_COMPRESSED   = 1 << 5,  /* host data is compressed (no offset) */
+    BLK_STATUS_RECURSE      = 1 << 6,  /* driver asks the core to look for holes in the
+                                          host range (qemu's BDRV_BLOCK_RECURSE) */
 };
 
 enum blk_prealloc { BLK_PREALLOC_OFF, BLK_PREALLOC_METADATA, BLK_PREALLOC_FALLOC, BLK_PREALLOC_FULL };

@@ -55,7 +55,7 @@ int blk_measure(const struct blk_driver *drv, struct kvopts *opts, struct bds *i
 {
     memset(out, 0, sizeof(*out));
     if (!drv->measure)
-        return err_set(err, ENOTSUP, "Format driver '%s' does not support size measurement",
+        return err_set(err, ENOTSUP, "Block driver '%s' does not support size measurement",
                        drv->name);
     return drv->measure(opts, in, size, out, err);
 }

@@ -10,7 +10,14 @@
 extern const struct blk_driver file_driver;
 extern const struct blk_driver raw_driver;
 extern const struct blk_driver qed_driver;
+extern const struct blk_driver qcow_driver;
+extern const struct blk_driver parallels_driver;
 extern const struct blk_driver qcow2_driver;
+extern const struct blk_driver vhdx_driver;
+extern const struct blk_driver vmdk_driver;
+extern const struct blk_driver vdi_driver;
+extern const struct blk_driver vpc_driver;
+extern const struct blk_driver luks_driver;
 
 /* What a node becomes when a reopen failed: every operation is ENOTSUP. */
 const struct blk_driver blk_dead_driver = {
@@ -22,7 +29,14 @@ static const struct blk_driver *const drivers[] = {
     &file_driver,
     &raw_driver,
     &qed_driver,
+    &qcow_driver,
+    &parallels_driver,
     &qcow2_driver,
+    &vhdx_driver,
+    &vmdk_driver,
+    &vdi_driver,
+    &vpc_driver,
+    &luks_driver,
 };
 
 const struct blk_driver *const *blk_drivers(size_t *n)

@@ -4,8 +4,9 @@
  * own layer answers (plus OFFSET_VALID with *map and *file where the data lives
  * at a known host offset), and 0 for ranges that fall through to the
  * backing file. The core derives ALLOCATED, marks unallocated ranges ZERO
- * where nothing lies below, and refines DATA ranges by asking the protocol
- * node whether the host range is a hole. */
+ * where nothing lies below, and — where the driver sets RECURSE, as qemu's
+ * drivers do for preallocated or flat layouts — refines DATA ranges by asking
+ * the protocol node whether the host range is a hole. */
 #include <errno.h>
 
 #include "block/driver.h"
@@ -54,7 +55,8 @@ int blk_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
             r |= BLK_STATUS_ZERO;
     }
     /* Ask the protocol whether the host range is a hole. */
-    if ((r & BLK_STATUS_DATA) && !(r & BLK_STATUS_ZERO) && (r & BLK_STATUS_OFFSET_VALID) &&
+    if ((r & BLK_STATUS_RECURSE) && (r & BLK_STATUS_DATA) && !(r & BLK_STATUS_ZERO) &&
+        (r & BLK_STATUS_OFFSET_VALID) &&
         f && f != bs && f->drv->kind == BLK_KIND_PROTOCOL && f->drv->block_status) {
         uint64_t n2 = 0, m2;
         struct bds *f2;
@@ -71,7 +73,7 @@ int blk_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
         *map = m;
     if (file)
         *file = f;
-    return r;
+    return r & ~BLK_STATUS_RECURSE;
 }
 
 int blk_block_status_above(struct bds *bs, struct bds *base, uint64_t off, uint64_t len,

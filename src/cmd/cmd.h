@@ -31,6 +31,10 @@ int cmd_commit(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bitmap(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
+int cmd_dd(int argc, char **argv);
 
 /* The name messages start with: "qemu-img" when invoked under that name. */
 extern const char *prog_name;
@@ -63,6 +67,9 @@ struct img_open_args {
     bool image_opts;         /* filename is an option string */
     int flags;               /* BLK_O_* */
     bool quiet;
+    /* Options of a just-created image whose names end in "key-secret" are
+     * passed to the driver's open (qemu's img_add_key_secrets); may be NULL. */
+    const struct kvopts *key_secrets;
 };
 /* Open an image as qemu-img's img_open: reports "Could not open '<f>': ..." */
 struct bds *img_open(const struct img_open_args *a);

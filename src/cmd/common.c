@@ -189,7 +189,7 @@ int object_add(const char *spec)
     const char *type = kvopts_get(&o, "qom-type");
     const char *id = kvopts_get(&o, "id");
     if (!type || strcmp(type, "secret")) {
-        error_report("invalid object type: %s", type ? type : "");
+        error_report("Parameter 'qom-type' does not accept value '%s'", type ? type : "");
         goto out;
     }
     if (!id) {
@@ -281,6 +281,12 @@ struct bds *img_open(const struct img_open_args *a)
         }
         filename = fn_owned;
         fmt = fmt_owned;
+    }
+    for (size_t i = 0; !a->image_opts && a->key_secrets && i < a->key_secrets->n; i++) {
+        const struct kvopt *kv = &a->key_secrets->v[i];
+        size_t kl = strlen(kv->key);
+        if (kl >= 10 && !strcmp(kv->key + kl - 10, "key-secret"))
+            kvopts_set(&opts, kv->key, kv->val);
     }
     bs = blk_open(filename, fmt, &opts, a->flags, &e);
     if (!bs) {

@@ -316,7 +316,7 @@ int cmd_convert(int argc, char **argv)
     }
     struct img_open_args ta = { .filename = out_filename, .fmt = out_fmt,
                                 .image_opts = tgt_image_opts, .flags = flags | BLK_O_NO_BACKING,
-                                .quiet = quiet };
+                                .quiet = quiet, .key_secrets = skip_create ? NULL : &opts };
     target = img_open(&ta);
     if (!target)
         goto out;

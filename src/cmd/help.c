@@ -122,6 +122,11 @@ static const char help_tail[] =
     "See <https://qemu.org/contribute/report-a-bug> for how to report bugs.\n"
     "More information on the QEMU project at <https://qemu.org>.\n";
 
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 void print_version(void)
 {
     if (!strcmp(prog_name, "qemu-img"))
@@ -138,9 +143,14 @@ noreturn void help(void)
 
     print_version();
     fputs(help_head, stdout);
+    const char *names[64];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < 64; i++)
+        names[k++] = blk_driver_name(d[i]);
+    qsort(names, k, sizeof(names[0]), cmp_names);
     printf("Supported formats:");
-    for (size_t i = 0; i < n; i++)
-        printf(" %s", blk_driver_name(d[i]));
+    for (size_t i = 0; i < k; i++)
+        printf(" %s", names[i]);
     printf("\n");
     fputs(help_tail, stdout);
     exit(EXIT_SUCCESS);

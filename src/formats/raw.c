@@ -92,6 +92,7 @@ static int raw_measure(struct kvopts *opts, struct bds *in, uint64_t size,
             return (int)len;
         size = (uint64_t)len;
     }
+    size = align_up_u64(size, 512);     /* whole sectors, as qemu */
     out->required = size;
     out->fully_allocated = size;
     return 0;

@@ -1,0 +1,708 @@
+/* qcow2 consistency check and repair (qcow2.txt "Host cluster management",
+ * "Cluster mapping", "Snapshots").
+ *
+ * The check builds an in-memory refcount array (same packing as on-disk
+ * refcount blocks) by walking every structure that references clusters,
+ * then compares it with the on-disk refcounts. Leaks and missing references
+ * are fixed in place where allowed; when the refcount structure itself is
+ * unusable it is rebuilt from the in-memory array (a fresh table and blocks
+ * placed in free space), after which a second pass recomputes everything.
+ * Wording, counting and statistics follow qemu-img 7.2. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/qcow2/qcow2.h"
+
+struct imrt {
+    uint8_t *a;
+    uint64_t n;         /* clusters covered */
+};
+
+static uint64_t imrt_bytes(const struct qcow2_state *s, uint64_t entries)
+{
+    /* whole clusters so refblock-sized slices can be written directly */
+    uint64_t bits = entries << s->refcount_order;
+    uint64_t bytes = (bits + 7) / 8;
+    return align_up_u64(bytes ? bytes : 1, s->cluster_size);
+}
+
+static int imrt_resize(struct qcow2_state *s, struct imrt *t, uint64_t n)
+{
+    uint64_t ob = t->a ? imrt_bytes(s, t->n) : 0, nb = imrt_bytes(s, n);
+    if (nb > SIZE_MAX / 2)
+        return -ENOMEM;
+    if (nb != ob) {
+        uint8_t *p = realloc(t->a, nb);
+        if (!p)
+            return -ENOMEM;
+        if (nb > ob)
+            memset(p + ob, 0, nb - ob);
+        t->a = p;
+    }
+    t->n = n;
+    return 0;
+}
+
+static uint64_t imrt_get(const struct qcow2_state *s, const struct imrt *t, uint64_t i)
+{
+    return i < t->n ? qcow2_refcount_get(t->a, i, s->refcount_order) : 0;
+}
+
+static int inc_refs(struct bds *bs, struct blk_check_result *res, struct imrt *t,
+                    uint64_t offset, uint64_t size)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    int64_t flen;
+    uint64_t end;
+
+    if (size == 0)
+        return 0;
+    flen = blk_getlength(bs->file);
+    if (flen < 0)
+        return (int)flen;
+    if (ckd_add(&end, offset, size) || (end > (uint64_t)flen && end - (uint64_t)flen >= s->cluster_size)) {
+        blk_check_log(res, "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64,
+                      offset, size);
+        res->corruptions++;
+        return 0;
+    }
+    for (uint64_t c = offset & ~(s->cluster_size - 1); c < end; c += s->cluster_size) {
+        uint64_t k = c >> s->cluster_bits, ref;
+        if (k >= t->n && imrt_resize(s, t, k + 1) < 0) {
+            res->check_errors++;
+            return -ENOMEM;
+        }
+        ref = qcow2_refcount_get(t->a, k, s->refcount_order);
+        if (ref == s->refcount_max) {
+            blk_check_log(res, "ERROR: overflow cluster offset=0x%" PRIx64, c);
+            blk_check_log(res, "Use qemu-img amend to increase the refcount entry width or qemu-img convert to create a clean copy if the image cannot be opened for writing");
+            res->corruptions++;
+            continue;
+        }
+        qcow2_refcount_set(t->a, k, s->refcount_order, ref + 1);
+    }
+    return 0;
+}
+
+static int check_l2(struct bds *bs, struct blk_check_result *res, struct imrt *t,
+                    uint64_t l2_offset, bool frag)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint8_t *l2 = malloc(s->cluster_size);
+    uint64_t next_contig = 0;
+    int r;
+
+    if (!l2) {
+        res->check_errors++;
+        return -ENOMEM;
+    }
+    r = blk_pread(bs->file, l2_offset, s->cluster_size, l2);
+    if (r < 0) {
+        blk_check_log(res, "ERROR: I/O error in check_refcounts_l2");
+        res->check_errors++;
+        free(l2);
+        return r;
+    }
+    for (uint64_t i = 0; i < s->l2_entries; i++) {
+        uint64_t e = qcow2_l2e_get(s, l2, i), b = qcow2_l2b_get(s, l2, i);
+        bool compressed = e & QCOW2_OFLAG_COMPRESSED;
+
+        if (!compressed && (e & QCOW2_L2E_STD_RESERVED)) {
+            blk_check_log(res, "ERROR found l2 entry with reserved bits set: %" PRIx64, e);
+            res->corruptions++;
+        }
+        if (compressed) {
+            uint64_t host, len;
+            if (e & QCOW2_OFLAG_COPIED) {
+                blk_check_log(res, "ERROR: coffset=0x%" PRIx64 ": copied flag must never be set for compressed clusters",
+                              e & qcow2_coffset_mask(s->cluster_bits));
+                e &= ~QCOW2_OFLAG_COPIED;
+                res->corruptions++;
+            }
+            if (qcow2_has_data_file(s)) {
+                blk_check_log(res, "ERROR compressed cluster %d with data file, entry=0x%" PRIx64, (int)i, e);
+                res->corruptions++;
+                continue;
+            }
+            if (b) {
+                blk_check_log(res, "ERROR compressed cluster %d with non-zero subcluster allocation bitmap, entry=0x%" PRIx64,
+                              (int)i, e);
+                res->corruptions++;
+                continue;
+            }
+            qcow2_compressed_decode(e, s->cluster_bits, &host, &len);
+            if ((r = inc_refs(bs, res, t, host, len)) < 0)
+                goto out;
+            if (frag) {
+                res->allocated_clusters++;
+                res->compressed_clusters++;
+                res->fragmented_clusters++;
+            }
+            continue;
+        }
+        uint64_t off = e & QCOW2_L2E_OFFSET_MASK;
+        bool allocated = off || (qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED));
+        if (allocated) {
+            if ((b >> 32) & b) {
+                res->corruptions++;
+                blk_check_log(res, "ERROR offset=%" PRIx64 ": Allocated cluster has corrupted subcluster allocation bitmap", off);
+            }
+            if (qcow2_off_in_cluster(s, off)) {
+                res->corruptions++;
+                bool data = s->extl2 ? (b & QCOW2_L2_BITMAP_ALL_ALLOC) : !(e & QCOW2_OFLAG_ZERO);
+                if (!data)
+                    blk_check_log(res, "ERROR offset=%" PRIx64 ": Preallocated cluster is not properly aligned; L2 entry corrupted.", off);
+                else
+                    blk_check_log(res, "ERROR offset=%" PRIx64 ": Data cluster is not properly aligned; L2 entry corrupted.", off);
+            }
+            if (frag) {
+                res->allocated_clusters++;
+                if (next_contig && off != next_contig)
+                    res->fragmented_clusters++;
+                next_contig = off + s->cluster_size;
+            }
+            if (!qcow2_has_data_file(s) && (r = inc_refs(bs, res, t, off, s->cluster_size)) < 0)
+                goto out;
+        } else if (!(s->extl2 == false && (e & QCOW2_OFLAG_ZERO)) && (b & QCOW2_L2_BITMAP_ALL_ALLOC)) {
+            res->corruptions++;
+            blk_check_log(res, "ERROR: Unallocated cluster has non-zero subcluster allocation map");
+        }
+    }
+    r = 0;
+out:
+    free(l2);
+    return r;
+}
+
+static int check_l1(struct bds *bs, struct blk_check_result *res, struct imrt *t,
+                    uint64_t l1_offset, uint64_t l1_size, bool frag)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint8_t *raw;
+    int r;
+
+    if (!l1_size)
+        return 0;
+    if ((r = inc_refs(bs, res, t, l1_offset, l1_size * 8)) < 0)
+        return r;
+    raw = malloc(l1_size * 8);
+    if (!raw) {
+        res->check_errors++;
+        return -ENOMEM;
+    }
+    r = blk_pread(bs->file, l1_offset, l1_size * 8, raw);
+    if (r < 0) {
+        blk_check_log(res, "ERROR: I/O error in check_refcounts_l1");
+        res->check_errors++;
+        free(raw);
+        return r;
+    }
+    for (uint64_t i = 0; i < l1_size; i++) {
+        uint64_t e = get_be64(raw + 8 * i), l2;
+        if (!e)
+            continue;
+        if (e & QCOW2_L1E_RESERVED) {
+            blk_check_log(res, "ERROR found L1 entry with reserved bits set: %" PRIx64, e);
+            res->corruptions++;
+        }
+        l2 = e & QCOW2_L1E_OFFSET_MASK;
+        if ((r = inc_refs(bs, res, t, l2, s->cluster_size)) < 0)
+            break;
+        if (qcow2_off_in_cluster(s, l2)) {
+            blk_check_log(res, "ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry corrupted", l2);
+            res->corruptions++;
+        }
+        if ((r = check_l2(bs, res, t, l2, frag)) < 0)
+            break;
+    }
+    free(raw);
+    return r < 0 ? r : 0;
+}
+
+static int check_refblocks(struct bds *bs, struct blk_check_result *res, int fix, bool *rebuild,
+                           struct imrt *t)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    int r;
+
+    for (uint64_t i = 0; i < s->reftable_size; i++) {
+        uint64_t off = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
+        uint64_t c = off >> s->cluster_bits;
+
+        if (s->reftable[i] & QCOW2_REFT_RESERVED) {
+            blk_check_log(res, "ERROR refcount table entry %" PRId64 " has reserved bits set", (int64_t)i);
+            res->corruptions++;
+            *rebuild = true;
+            continue;
+        }
+        if (qcow2_off_in_cluster(s, off)) {
+            blk_check_log(res, "ERROR refcount block %" PRId64 " is not cluster aligned; refcount table entry corrupted", (int64_t)i);
+            res->corruptions++;
+            *rebuild = true;
+            continue;
+        }
+        if (c >= t->n) {
+            res->corruptions++;
+            blk_check_log(res, "%s refcount block %" PRId64 " is outside image",
+                          fix & BLK_FIX_ERRORS ? "Repairing" : "ERROR", (int64_t)i);
+            if (fix & BLK_FIX_ERRORS) {
+                struct err e2;
+                err_init(&e2);
+                r = blk_truncate(bs->file, off + s->cluster_size, false, BLK_PREALLOC_OFF, &e2);
+                if (r == 0) {
+                    int64_t fl = blk_getlength(bs->file);
+                    if (fl >= 0 && (r = imrt_resize(s, t, qcow2_size_to_clusters(s, (uint64_t)fl))) < 0) {
+                        res->check_errors++;
+                        return r;
+                    }
+                    if (c < t->n) {
+                        res->corruptions--;
+                        res->corruptions_fixed++;
+                        if ((r = inc_refs(bs, res, t, off, s->cluster_size)) < 0)
+                            return r;
+                        continue;
+                    }
+                    r = -EINVAL;
+                }
+                *rebuild = true;
+                blk_check_log(res, "ERROR could not resize image: %s", strerror(-r));
+            }
+            continue;
+        }
+        if (off) {
+            if ((r = inc_refs(bs, res, t, off, s->cluster_size)) < 0)
+                return r;
+            if (imrt_get(s, t, c) != 1) {
+                blk_check_log(res, "ERROR refcount block %" PRId64 " refcount=%" PRIu64, (int64_t)i, imrt_get(s, t, c));
+                res->corruptions++;
+                *rebuild = true;
+            }
+        }
+    }
+    return 0;
+}
+
+static int calculate_refcounts(struct bds *bs, struct blk_check_result *res, int fix,
+                               bool *rebuild, struct imrt *t)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    int r;
+
+    if ((r = inc_refs(bs, res, t, 0, s->cluster_size)) < 0)
+        return r;
+    if ((r = check_l1(bs, res, t, s->l1_offset, s->l1_size, true)) < 0)
+        return r;
+    if (qcow2_has_data_file(s) && s->nb_snapshots) {
+        blk_check_log(res, "ERROR %u snapshots in image with data file", s->nb_snapshots);
+        res->corruptions++;
+    }
+    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++) {
+        struct qcow2_snapshot *sn = &s->snapshots[i];
+        if (qcow2_off_in_cluster(s, sn->l1_offset)) {
+            blk_check_log(res, "ERROR snapshot %s (%s) l1_offset=%#" PRIx64 ": L1 table is not cluster aligned; snapshot table entry corrupted",
+                          sn->id_str, sn->name, sn->l1_offset);
+            res->corruptions++;
+            continue;
+        }
+        if (sn->l1_size > QCOW2_MAX_L1_BYTES / 8) {
+            blk_check_log(res, "ERROR snapshot %s (%s) l1_size=%#" PRIx32 ": L1 table is too large; snapshot table entry corrupted",
+                          sn->id_str, sn->name, sn->l1_size);
+            res->corruptions++;
+            continue;
+        }
+        if ((r = check_l1(bs, res, t, sn->l1_offset, sn->l1_size, false)) < 0)
+            return r;
+    }
+    if ((r = inc_refs(bs, res, t, s->snapshots_offset, s->snapshots_size)) < 0)
+        return r;
+    if ((r = inc_refs(bs, res, t, s->reftable_offset, s->reftable_size * 8)) < 0)
+        return r;
+    if (s->crypto_hdr_len && (r = inc_refs(bs, res, t, s->crypto_hdr_offset, s->crypto_hdr_len)) < 0)
+        return r;
+    if (s->nb_bitmaps && (r = inc_refs(bs, res, t, s->bitmap_dir_offset, s->bitmap_dir_size)) < 0)
+        return r;
+    return check_refblocks(bs, res, fix, rebuild, t);
+}
+
+static void compare_refcounts(struct bds *bs, struct blk_check_result *res, int fix,
+                              bool *rebuild, uint64_t *highest, struct imrt *t)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+
+    *highest = 0;
+    for (uint64_t i = 0; i < t->n; i++) {
+        uint64_t r1, r2 = imrt_get(s, t, i);
+        int r = qcow2_get_refcount(bs, i, &r1);
+        int64_t *fixed = NULL;
+
+        if (r < 0) {
+            blk_check_log(res, "Can't get refcount for cluster %" PRId64 ": %s", (int64_t)i, strerror(-r));
+            res->check_errors++;
+            continue;
+        }
+        if (r1 || r2)
+            *highest = i;
+        if (r1 == r2)
+            continue;
+        if (r1 == 0)
+            *rebuild = true;
+        else if (r1 > r2 && (fix & BLK_FIX_LEAKS))
+            fixed = &res->leaks_fixed;
+        else if (r1 < r2 && (fix & BLK_FIX_ERRORS))
+            fixed = &res->corruptions_fixed;
+        blk_check_log(res, "%s cluster %" PRId64 " refcount=%" PRIu64 " reference=%" PRIu64,
+                      fixed ? "Repairing" : r1 < r2 ? "ERROR" : "Leaked", (int64_t)i, r1, r2);
+        if (fixed) {
+            uint64_t d = r1 > r2 ? r1 - r2 : r2 - r1;
+            if (qcow2_update_refcount(bs, i << s->cluster_bits, 1, d, r1 > r2) >= 0) {
+                (*fixed)++;
+                continue;
+            }
+        }
+        if (r1 < r2)
+            res->corruptions++;
+        else
+            res->leaks++;
+    }
+}
+
+/* Find cnt free clusters in the in-memory table from *first on, growing it
+ * past the end when needed; marks them used. */
+static int64_t imrt_alloc(struct qcow2_state *s, struct imrt *t, uint64_t cnt, uint64_t *first)
+{
+    uint64_t c = *first, run = 0;
+    bool first_gap = true;
+
+    for (; c < t->n && run < cnt; c++) {
+        if (!imrt_get(s, t, c)) {
+            run++;
+            if (first_gap) {
+                *first = c;
+                first_gap = false;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    if (run < cnt && imrt_resize(s, t, c + cnt - run) < 0)
+        return -ENOMEM;
+    c -= run;
+    for (uint64_t i = 0; i < cnt; i++)
+        qcow2_refcount_set(t->a, c + i, s->refcount_order, 1);
+    return (int64_t)(c << s->cluster_bits);
+}
+
+/* Write refblocks for allocated clusters in [first, end); returns 1 when the
+ * on-disk reftable array grew, 0 if not, or -errno. */
+static int write_refblocks(struct bds *bs, struct imrt *t, uint64_t first, uint64_t end,
+                           uint64_t **rt, uint64_t *rt_n)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t rbsize = 1ULL << s->rb_bits, first_free = 0;
+    int grown = 0, r;
+
+    for (uint64_t c = first; c < end; c++) {
+        if (!imrt_get(s, t, c))
+            continue;
+        uint64_t idx = c >> s->rb_bits, start = idx << s->rb_bits, rb_off;
+        if (*rt_n > idx && (*rt)[idx]) {
+            rb_off = (*rt)[idx];
+        } else {
+            if (first_free < start)
+                first_free = start;
+            int64_t a = imrt_alloc(s, t, 1, &first_free);
+            if (a < 0)
+                return (int)a;
+            rb_off = (uint64_t)a;
+            if ((rb_off >> s->cluster_bits) >= end)
+                end = (rb_off >> s->cluster_bits) + 1;
+            if (*rt_n <= idx) {
+                uint64_t nn = align_up_u64((idx + 1) * 8, s->cluster_size) / 8;
+                uint64_t *p = realloc(*rt, nn * 8);
+                if (!p)
+                    return -ENOMEM;
+                memset(p + *rt_n, 0, (nn - *rt_n) * 8);
+                *rt = p;
+                *rt_n = nn;
+                grown = 1;
+            }
+            (*rt)[idx] = rb_off;
+        }
+        /* The slice of the in-memory array is exactly the block. */
+        if (imrt_bytes(s, t->n) < (idx + 1) * s->cluster_size &&
+            imrt_resize(s, t, (idx + 1) * rbsize) < 0)
+            return -ENOMEM;
+        r = blk_pwrite(bs->file, rb_off, s->cluster_size, t->a + idx * s->cluster_size, 0);
+        if (r < 0)
+            return r;
+        c = start + rbsize - 1;
+    }
+    return grown;
+}
+
+static int rebuild_refcounts(struct bds *bs, struct blk_check_result *res, struct imrt *t,
+                             struct err *err)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t *rt = NULL, rt_n = 0, rt_off = 0, rt_clusters = 0;
+    int grown, r;
+
+    qcow2_cache_drop_all(&s->rb_cache);
+    grown = write_refblocks(bs, t, 0, t->n, &rt, &rt_n);
+    if (grown < 0) {
+        res->check_errors++;
+        r = err_set_errno(err, -grown, "ERROR writing refblock");
+        goto fail;
+    }
+    do {
+        uint64_t first_free = 0;
+        rt_clusters = qcow2_size_to_clusters(s, rt_n * 8);
+        int64_t a = imrt_alloc(s, t, rt_clusters, &first_free);
+        if (a < 0) {
+            res->check_errors++;
+            r = err_set_errno(err, (int)-a, "ERROR allocating reftable");
+            goto fail;
+        }
+        rt_off = (uint64_t)a;
+        uint64_t sc = rt_off >> s->cluster_bits;
+        grown = write_refblocks(bs, t, sc, sc + rt_clusters, &rt, &rt_n);
+        if (grown < 0) {
+            res->check_errors++;
+            r = err_set_errno(err, -grown, "ERROR writing refblock");
+            goto fail;
+        }
+    } while (grown);
+    {
+        uint8_t *raw = calloc(rt_n, 8), hdr[12];
+        if (!raw) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        for (uint64_t i = 0; i < rt_n; i++)
+            put_be64(raw + 8 * i, rt[i]);
+        r = blk_pwrite(bs->file, rt_off, rt_n * 8, raw, 0);
+        free(raw);
+        if (r < 0) {
+            err_set_errno(err, -r, "ERROR writing reftable");
+            goto fail;
+        }
+        put_be64(hdr, rt_off);
+        put_be32(hdr + 8, (uint32_t)rt_clusters);
+        r = blk_pwrite(bs->file, QH_REFTABLE_OFFSET, 12, hdr, 0);
+        if (r == 0)
+            r = blk_flush(bs->file);
+        if (r < 0) {
+            err_set_errno(err, -r, "ERROR setting reftable");
+            goto fail;
+        }
+    }
+    free(s->reftable);
+    s->reftable = rt;
+    s->reftable_size = rt_n;
+    s->reftable_offset = rt_off;
+    s->free_cluster_index = 0;
+    return 0;
+fail:
+    free(rt);
+    return r;
+}
+
+static int check_oflag_copied(struct bds *bs, struct blk_check_result *res, int fix)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint8_t *l2 = malloc(s->cluster_size);
+    bool repair;
+    int r = 0;
+
+    if (!l2)
+        return -ENOMEM;
+    if (fix & BLK_FIX_ERRORS)
+        repair = true;
+    else if (fix & BLK_FIX_LEAKS)
+        repair = !res->check_errors && !res->corruptions && !res->leaks;
+    else
+        repair = false;
+
+    r = qcow2_meta_flush(bs);
+    if (r < 0)
+        goto out;
+    for (uint32_t i = 0; i < s->l1_size; i++) {
+        uint64_t e1 = s->l1[i], l2off = e1 & QCOW2_L1E_OFFSET_MASK, ref;
+        int dirty = 0;
+        if (!l2off)
+            continue;
+        if (qcow2_get_refcount(bs, l2off >> s->cluster_bits, &ref) < 0)
+            continue;
+        if ((ref == 1) != ((e1 & QCOW2_OFLAG_COPIED) != 0)) {
+            res->corruptions++;
+            blk_check_log(res, "%s OFLAG_COPIED L2 cluster: l1_index=%d l1_entry=%" PRIx64 " refcount=%" PRIu64,
+                          repair ? "Repairing" : "ERROR", (int)i, e1, ref);
+            if (repair) {
+                s->l1[i] = ref == 1 ? e1 | QCOW2_OFLAG_COPIED : e1 & ~QCOW2_OFLAG_COPIED;
+                if ((r = qcow2_write_l1_entry(bs, i)) < 0) {
+                    res->check_errors++;
+                    goto out;
+                }
+                res->corruptions--;
+                res->corruptions_fixed++;
+            }
+        }
+        qcow2_cache_drop(&s->l2_cache, l2off);
+        r = blk_pread(bs->file, l2off, s->cluster_size, l2);
+        if (r < 0) {
+            blk_check_log(res, "ERROR: Could not read L2 table: %s", strerror(-r));
+            res->check_errors++;
+            goto out;
+        }
+        for (uint64_t j = 0; j < s->l2_entries; j++) {
+            uint64_t e = qcow2_l2e_get(s, l2, j), d = e & QCOW2_L2E_OFFSET_MASK;
+            if (e & QCOW2_OFLAG_COMPRESSED)
+                continue;
+            bool alloc = d || (qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED));
+            if (!alloc)
+                continue;
+            if (qcow2_has_data_file(s))
+                ref = 1;
+            else if (qcow2_get_refcount(bs, d >> s->cluster_bits, &ref) < 0)
+                continue;
+            if ((ref == 1) != ((e & QCOW2_OFLAG_COPIED) != 0)) {
+                res->corruptions++;
+                blk_check_log(res, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
+                              repair ? "Repairing" : "ERROR", e, ref);
+                if (repair) {
+                    qcow2_l2e_set(s, l2, j, ref == 1 ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED);
+                    dirty++;
+                }
+            }
+        }
+        if (dirty) {
+            r = blk_pwrite(bs->file, l2off, s->cluster_size, l2, 0);
+            if (r < 0) {
+                blk_check_log(res, "ERROR: Could not write L2 table: %s", strerror(-r));
+                res->check_errors++;
+                goto out;
+            }
+            res->corruptions -= dirty;
+            res->corruptions_fixed += dirty;
+        }
+    }
+    r = 0;
+out:
+    free(l2);
+    return r;
+}
+
+static int check_refcounts(struct bds *bs, struct blk_check_result *res, int fix, struct err *err)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    struct imrt t = { NULL, 0 };
+    struct blk_check_result pre;
+    bool rebuild = false;
+    uint64_t highest = 0;
+    int64_t flen;
+    int r;
+
+    flen = blk_getlength(bs->file);
+    if (flen < 0) {
+        res->check_errors++;
+        return (int)flen;
+    }
+    if (qcow2_size_to_clusters(s, (uint64_t)flen) > INT32_MAX) {
+        res->check_errors++;
+        return -EFBIG;
+    }
+    res->total_clusters = qcow2_size_to_clusters(s, bs->total_size);
+    res->has_total_clusters = true;
+    if ((r = imrt_resize(s, &t, qcow2_size_to_clusters(s, (uint64_t)flen))) < 0) {
+        res->check_errors++;
+        return r;
+    }
+    r = calculate_refcounts(bs, res, fix, &rebuild, &t);
+    if (r < 0)
+        goto out;
+    pre = *res;
+    compare_refcounts(bs, res, 0, &rebuild, &highest, &t);
+
+    if (rebuild && (fix & BLK_FIX_ERRORS)) {
+        struct blk_check_result old = *res;
+        int64_t fresh_leaks = 0;
+
+        blk_check_log(res, "Rebuilding refcount structure");
+        r = rebuild_refcounts(bs, res, &t, err);
+        if (r < 0)
+            goto out;
+        res->corruptions = 0;
+        res->leaks = 0;
+        rebuild = false;
+        memset(t.a, 0, imrt_bytes(s, t.n));
+        /* count clusters again from scratch (statistics too) */
+        res->allocated_clusters = res->fragmented_clusters = res->compressed_clusters = 0;
+        r = calculate_refcounts(bs, res, 0, &rebuild, &t);
+        if (r < 0)
+            goto out;
+        if (fix & BLK_FIX_LEAKS) {
+            struct blk_check_result saved = *res, tmp;
+            memset(&tmp, 0, sizeof(tmp));
+            tmp.log = res->log;
+            tmp.log_opaque = res->log_opaque;
+            compare_refcounts(bs, &tmp, BLK_FIX_LEAKS, &rebuild, &highest, &t);
+            if (rebuild)
+                blk_check_log(res, "ERROR rebuilt refcount structure is still broken");
+            fresh_leaks = tmp.leaks;
+            *res = saved;
+        }
+        if (res->corruptions < old.corruptions)
+            res->corruptions_fixed += old.corruptions - res->corruptions;
+        if (res->leaks < old.leaks)
+            res->leaks_fixed += old.leaks - res->leaks;
+        res->leaks += fresh_leaks;
+    } else if (fix) {
+        if (rebuild) {
+            blk_check_log(res, "ERROR need to rebuild refcount structures");
+            res->check_errors++;
+            r = -EIO;
+            goto out;
+        }
+        if (res->leaks || res->corruptions) {
+            *res = pre;
+            compare_refcounts(bs, res, fix, &rebuild, &highest, &t);
+        }
+    }
+    r = check_oflag_copied(bs, res, fix);
+    if (r < 0)
+        goto out;
+    res->image_end_offset = (int64_t)((highest + 1) * s->cluster_size);
+    r = 0;
+out:
+    free(t.a);
+    return r;
+}
+
+int qcow2_check(struct bds *bs, struct blk_check_result *res, int fix, struct err *err)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    int r;
+
+    if (fix && !s->writable)
+        fix = 0;
+    r = qcow2_meta_flush(bs);
+    if (r < 0) {
+        res->check_errors++;
+        return r;
+    }
+    r = check_refcounts(bs, res, fix, err);
+    if (r < 0)
+        return r;
+    r = qcow2_meta_flush(bs);
+    if (r < 0)
+        return r;
+    if (fix && res->check_errors == 0 && res->corruptions == 0) {
+        r = qcow2_mark_clean(bs);
+        if (r < 0)
+            return r;
+        return qcow2_mark_consistent(bs);
+    }
+    return 0;
+}

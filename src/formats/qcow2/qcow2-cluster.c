@@ -1,0 +1,668 @@
+/* qcow2 cluster mapping: L1/L2 lookup, L2 allocation, data cluster
+ * allocation with copy-on-write, zero clusters and discard (qcow2.txt
+ * "Cluster mapping", "Extended L2 Entries").
+ *
+ * Write ordering (crash safety): guest data is written before the L2 entry
+ * mapping it (the cache writes L2 tables only after a file flush when data
+ * was written); refcount increases before L2 entries (cache dependency);
+ * a new L2 table is on disk before the L1 entry pointing to it; when an
+ * entry drops a reference, the L2 table is written before the refcount
+ * decrease. L2 tables are allocated before the data clusters they map, as
+ * qemu does, so the host layout matches qemu's for the same writes. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/qcow2/qcow2.h"
+
+/* Most clusters one allocation step handles (bounds the entry arrays). */
+#define MAX_RUN 512u
+
+int qcow2_get_host_offset(struct bds *bs, uint64_t off, uint64_t *len, uint64_t *host,
+                          enum qcow2_sc_type *type, uint64_t *entry_out)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t l1i = qcow2_l1_index(s, off);
+    uint64_t l2i = qcow2_l2_index(s, off);
+    uint64_t in_cl = qcow2_off_in_cluster(s, off);
+    uint64_t avail = ((s->l2_entries - l2i) << s->cluster_bits) - in_cl;
+    uint64_t want = min_u64(*len, avail);
+    uint64_t l2off, entry, bitmap, expect = 0;
+    unsigned scn = s->extl2 ? QCOW2_SUBCLUSTERS : 1;
+    unsigned sc = s->extl2 ? (unsigned)(in_cl >> s->subcluster_bits) : 0;
+    enum qcow2_sc_type t, t0;
+    uint8_t *l2;
+    uint64_t done;
+    int r;
+
+    *host = 0;
+    if (entry_out)
+        *entry_out = 0;
+    if (l1i >= s->l1_size || !(l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK)) {
+        *type = QCOW2_SC_UNALLOC_PLAIN;
+        *len = want;
+        return 0;
+    }
+    if (qcow2_off_in_cluster(s, l2off)) {
+        qcow2_signal_corruption(bs);
+        return -EIO;
+    }
+    r = qcow2_cache_get(bs, &s->l2_cache, l2off, false, &l2);
+    if (r < 0)
+        return r;
+    entry = qcow2_l2e_get(s, l2, l2i);
+    bitmap = qcow2_l2b_get(s, l2, l2i);
+    t0 = qcow2_classify(entry, bitmap, sc, s->extl2, qcow2_has_data_file(s));
+    if (t0 == QCOW2_SC_INVALID ||
+        (s->version < 3 && (t0 == QCOW2_SC_ZERO_PLAIN || t0 == QCOW2_SC_ZERO_ALLOC)) ||
+        (t0 == QCOW2_SC_COMPRESSED && qcow2_has_data_file(s))) {
+        qcow2_signal_corruption(bs);
+        return -EIO;
+    }
+    if (entry_out)
+        *entry_out = entry;
+    if (t0 == QCOW2_SC_NORMAL || t0 == QCOW2_SC_ZERO_ALLOC || t0 == QCOW2_SC_UNALLOC_ALLOC) {
+        uint64_t hc = entry & QCOW2_L2E_OFFSET_MASK;
+        if (qcow2_off_in_cluster(s, hc) ||
+            (qcow2_has_data_file(s) && hc != off - in_cl)) {
+            qcow2_signal_corruption(bs);
+            return -EIO;
+        }
+        *host = hc + in_cl;
+        expect = hc;
+    }
+    if (t0 == QCOW2_SC_COMPRESSED) {
+        *type = t0;
+        *len = min_u64(want, s->cluster_size - in_cl);
+        return 0;
+    }
+
+    /* Count how far the same type (and contiguous host clusters) reaches. */
+    done = 0;
+    for (uint64_t i = l2i; i < s->l2_entries && done < want + in_cl; i++) {
+        uint64_t e = qcow2_l2e_get(s, l2, i), b = qcow2_l2b_get(s, l2, i);
+        unsigned first = i == l2i ? sc : 0, j;
+        if (i != l2i && (t0 == QCOW2_SC_NORMAL || t0 == QCOW2_SC_ZERO_ALLOC ||
+                         t0 == QCOW2_SC_UNALLOC_ALLOC)) {
+            expect += s->cluster_size;
+            if ((e & QCOW2_L2E_OFFSET_MASK) != expect || (e & QCOW2_OFLAG_COMPRESSED))
+                break;
+        }
+        for (j = first; j < scn; j++) {
+            t = qcow2_classify(e, b, j, s->extl2, qcow2_has_data_file(s));
+            if (t != t0)
+                break;
+        }
+        if (i == l2i)
+            done += (uint64_t)(j - first) << s->subcluster_bits;
+        else
+            done += (uint64_t)j << s->subcluster_bits;
+        if (j < scn)
+            break;
+    }
+    /* done counts from the start of off's subcluster */
+    done -= in_cl & ((1ULL << s->subcluster_bits) - 1);
+    *type = t0;
+    *len = min_u64(want, done);
+    if (*len == 0)
+        *len = min_u64(want, (1ULL << s->subcluster_bits) - (in_cl & ((1ULL << s->subcluster_bits) - 1)));
+    return 0;
+}
+
+int qcow2_write_l1_entry(struct bds *bs, uint64_t index)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint8_t be[8];
+    put_be64(be, s->l1[index]);
+    return blk_pwrite(bs->file, s->l1_offset + index * 8, 8, be, 0);
+}
+
+int qcow2_grow_l1(struct bds *bs, uint64_t min_size, bool exact)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t new_size, *nl;
+    uint8_t *raw;
+    int64_t new_off;
+    int r;
+
+    if (min_size <= s->l1_size)
+        return 0;
+    if (min_size > QCOW2_MAX_L1_BYTES / 8)
+        return -EFBIG;
+    if (exact) {
+        new_size = min_size;
+    } else {
+        new_size = s->l1_size ? s->l1_size : 1;
+        while (min_size > new_size)
+            new_size = div_round_up_u64(new_size * 3, 2);
+    }
+    if (new_size > QCOW2_MAX_L1_BYTES / 8)
+        return -EFBIG;
+    nl = calloc(new_size, 8);
+    raw = calloc(new_size, 8);
+    if (!nl || !raw) {
+        free(nl);
+        free(raw);
+        return -ENOMEM;
+    }
+    memcpy(nl, s->l1, (size_t)s->l1_size * 8);
+    new_off = qcow2_alloc_clusters(bs, new_size * 8);
+    if (new_off < 0) {
+        free(nl);
+        free(raw);
+        return (int)new_off;
+    }
+    r = qcow2_cache_flush(bs, &s->rb_cache);
+    for (uint64_t i = 0; i < new_size; i++)
+        put_be64(raw + 8 * i, nl[i]);
+    if (r == 0)
+        r = blk_pwrite(bs->file, (uint64_t)new_off, new_size * 8, raw, 0);
+    if (r == 0)
+        r = blk_flush(bs->file);
+    if (r == 0) {
+        uint8_t hdr[12];
+        put_be32(hdr, (uint32_t)new_size);
+        put_be64(hdr + 4, (uint64_t)new_off);
+        r = blk_pwrite(bs->file, QH_L1_SIZE, 12, hdr, 0);
+        if (r == 0)
+            r = blk_flush(bs->file);
+    }
+    free(raw);
+    if (r < 0) {
+        free(nl);
+        qcow2_free_clusters(bs, (uint64_t)new_off, new_size * 8);
+        return r;
+    }
+    uint64_t old_off = s->l1_offset, old_size = s->l1_size;
+    free(s->l1);
+    s->l1 = nl;
+    s->l1_offset = (uint64_t)new_off;
+    s->l1_size = (uint32_t)new_size;
+    qcow2_free_clusters(bs, old_off, old_size * 8);
+    return 0;
+}
+
+/* Allocate a fresh L2 table for l1 index i (copying the old one if it was
+ * shared), write it, then point the L1 entry at it. */
+static int l2_allocate(struct bds *bs, uint64_t i)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t old = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+    uint8_t *tbl, *copy = NULL;
+    int64_t off;
+    int r;
+
+    if (old) {
+        uint8_t *ot;
+        copy = malloc(s->cluster_size);
+        if (!copy)
+            return -ENOMEM;
+        r = qcow2_cache_get(bs, &s->l2_cache, old, false, &ot);
+        if (r < 0) {
+            free(copy);
+            return r;
+        }
+        memcpy(copy, ot, s->cluster_size);
+    }
+    off = qcow2_alloc_clusters(bs, s->cluster_size);
+    if (off < 0) {
+        free(copy);
+        return (int)off;
+    }
+    if (off == 0) {
+        free(copy);
+        qcow2_signal_corruption(bs);
+        return -EIO;
+    }
+    r = qcow2_cache_get(bs, &s->l2_cache, (uint64_t)off, true, &tbl);
+    if (r < 0) {
+        free(copy);
+        return r;
+    }
+    if (copy)
+        memcpy(tbl, copy, s->cluster_size);
+    free(copy);
+    qcow2_cache_mark_dirty(&s->l2_cache, tbl);
+    r = qcow2_cache_flush(bs, &s->l2_cache);
+    if (r < 0)
+        return r;
+    s->l1[i] = (uint64_t)off | QCOW2_OFLAG_COPIED;
+    r = qcow2_write_l1_entry(bs, i);
+    if (r < 0)
+        return r;
+    if (old)
+        qcow2_free_clusters(bs, old, s->cluster_size);
+    return 0;
+}
+
+int qcow2_get_l2(struct bds *bs, uint64_t off, bool alloc, uint8_t **table)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t l1i = qcow2_l1_index(s, off), l2off;
+    int r;
+
+    *table = NULL;
+    if (l1i >= s->l1_size) {
+        if (!alloc)
+            return 0;
+        r = qcow2_grow_l1(bs, l1i + 1, false);
+        if (r < 0)
+            return r;
+    }
+    l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
+    if (qcow2_off_in_cluster(s, l2off)) {
+        qcow2_signal_corruption(bs);
+        return -EIO;
+    }
+    if (alloc && !(s->l1[l1i] & QCOW2_OFLAG_COPIED)) {
+        r = l2_allocate(bs, l1i);
+        if (r < 0)
+            return r;
+        l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
+    }
+    if (!l2off)
+        return 0;
+    return qcow2_cache_get(bs, &s->l2_cache, l2off, false, table);
+}
+
+/* Can this cluster be overwritten in place (whole cluster, no COW)? */
+static bool writable_in_place(const struct qcow2_state *s, uint64_t e, uint64_t b)
+{
+    if (e & QCOW2_OFLAG_COMPRESSED)
+        return false;
+    if (!(e & QCOW2_OFLAG_COPIED))
+        return false;
+    if (!(e & QCOW2_L2E_OFFSET_MASK) && !qcow2_has_data_file(s))
+        return false;
+    if (s->extl2)
+        return b == QCOW2_L2_BITMAP_ALL_ALLOC;
+    return !(e & QCOW2_OFLAG_ZERO);
+}
+
+static int mark_lazy_dirty(struct bds *bs)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    if (s->version >= 3 && (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) &&
+        !(s->incompat & QCOW2_INCOMPAT_DIRTY))
+        return qcow2_mark_dirty(bs);
+    return 0;
+}
+
+/* Allocating write of [off, off+len) covering n whole clusters starting at
+ * the cluster of off, all of which need new host clusters. */
+static int write_alloc(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf,
+                       uint64_t n, const uint64_t *old)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    uint64_t cstart = off & ~(cs - 1);
+    uint64_t cend = cstart + n * cs;
+    uint64_t head = off - cstart, tail = cend - (off + len);
+    uint8_t *hb = NULL, *tb = NULL, *l2;
+    int64_t host;
+    bool need_free = false;
+    int r;
+
+    /* Copy-on-write material comes from the old guest view, read before
+     * anything changes. */
+    if (head || (n == 1 && tail)) {
+        hb = malloc(cs);
+        if (!hb)
+            return -ENOMEM;
+        if (head && (r = qcow2_do_pread(bs, cstart, head, hb)) < 0)
+            goto out;
+        if (n == 1 && tail && (r = qcow2_do_pread(bs, off + len, tail, hb + head + len)) < 0)
+            goto out;
+        memcpy(hb + head, buf, n == 1 ? len : cs - head);
+    }
+    if (n > 1 && tail) {
+        tb = malloc(cs);
+        if (!tb) {
+            r = -ENOMEM;
+            goto out;
+        }
+        if ((r = qcow2_do_pread(bs, off + len, tail, tb + cs - tail)) < 0)
+            goto out;
+        memcpy(tb, buf + (cend - cs - off), cs - tail);
+    }
+
+    if ((r = mark_lazy_dirty(bs)) < 0)
+        goto out;
+    /* The L2 table comes before the data clusters it maps (qemu's order,
+     * hence the same layout). The pointer is fetched again below. */
+    r = qcow2_get_l2(bs, cstart, true, &l2);
+    if (r < 0)
+        goto out;
+    if (qcow2_has_data_file(s)) {
+        host = (int64_t)cstart;   /* identity mapping, refcounts not kept */
+    } else {
+        host = qcow2_alloc_clusters(bs, n * cs);
+        if (host < 0) {
+            r = (int)host;
+            goto out;
+        }
+        if (host == 0) {
+            qcow2_signal_corruption(bs);
+            r = -EIO;
+            goto out;
+        }
+    }
+
+    /* Data first. */
+    {
+        uint64_t h = (uint64_t)host, p = 0;   /* p: guest bytes of the run done */
+        if (hb) {
+            r = blk_pwrite(s->data_file, h, cs, hb, 0);
+            if (r < 0)
+                goto undo;
+            p = cs;
+        }
+        uint64_t mid_end = tb ? (n - 1) * cs : n * cs;
+        if (mid_end > p) {
+            r = blk_pwrite(s->data_file, h + p, mid_end - p, buf + (cstart + p - off), 0);
+            if (r < 0)
+                goto undo;
+        }
+        if (tb) {
+            r = blk_pwrite(s->data_file, h + (n - 1) * cs, cs, tb, 0);
+            if (r < 0)
+                goto undo;
+        }
+        s->need_file_flush = true;
+    }
+
+    /* Then the mapping. */
+    r = qcow2_get_l2(bs, cstart, true, &l2);
+    if (r < 0)
+        goto undo;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t idx = qcow2_l2_index(s, cstart) + i;
+        qcow2_l2e_set(s, l2, idx, ((uint64_t)host + i * cs) | QCOW2_OFLAG_COPIED);
+        qcow2_l2b_set(s, l2, idx, QCOW2_L2_BITMAP_ALL_ALLOC);
+        uint64_t e = old[i];
+        if ((e & QCOW2_OFLAG_COMPRESSED) || (e & QCOW2_L2E_OFFSET_MASK))
+            need_free = true;
+    }
+    qcow2_cache_mark_dirty(&s->l2_cache, l2);
+    if (need_free && !qcow2_has_data_file(s)) {
+        r = qcow2_cache_flush(bs, &s->l2_cache);
+        if (r < 0)
+            goto out;
+        for (uint64_t i = 0; i < n; i++)
+            qcow2_free_any_cluster(bs, old[i]);
+    }
+    r = 0;
+    goto out;
+
+undo:
+    if (!qcow2_has_data_file(s))
+        qcow2_free_clusters(bs, (uint64_t)host, n * cs);
+out:
+    free(hb);
+    free(tb);
+    return r;
+}
+
+int qcow2_write_data(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    uint64_t old[MAX_RUN];
+    int r = 0;
+
+    while (len) {
+        uint64_t l2i = qcow2_l2_index(s, off);
+        uint64_t in_cl = qcow2_off_in_cluster(s, off);
+        uint64_t max_cl = min_u64(s->l2_entries - l2i, MAX_RUN);
+        uint64_t ncl = min_u64(max_cl, div_round_up_u64(in_cl + len, cs));
+        uint8_t *l2;
+        uint64_t e0, b0, n = 1, step;
+
+        r = qcow2_get_l2(bs, off, false, &l2);
+        if (r < 0)
+            break;
+        e0 = l2 ? qcow2_l2e_get(s, l2, l2i) : 0;
+        b0 = l2 ? qcow2_l2b_get(s, l2, l2i) : 0;
+        if (l2 && writable_in_place(s, e0, b0)) {
+            uint64_t host = e0 & QCOW2_L2E_OFFSET_MASK;
+            while (n < ncl) {
+                uint64_t e = qcow2_l2e_get(s, l2, l2i + n), b = qcow2_l2b_get(s, l2, l2i + n);
+                if (!writable_in_place(s, e, b) || (e & QCOW2_L2E_OFFSET_MASK) != host + n * cs)
+                    break;
+                n++;
+            }
+            step = min_u64(len, n * cs - in_cl);
+            r = blk_pwrite(s->data_file, host + in_cl, step, buf, 0);
+            if (r < 0)
+                break;
+        } else {
+            old[0] = e0;
+            while (l2 && n < ncl) {
+                uint64_t e = qcow2_l2e_get(s, l2, l2i + n), b = qcow2_l2b_get(s, l2, l2i + n);
+                if (writable_in_place(s, e, b))
+                    break;
+                old[n++] = e;
+            }
+            if (!l2) {
+                n = ncl;
+                memset(old, 0, n * sizeof(*old));
+            }
+            step = min_u64(len, n * cs - in_cl);
+            /* A partially written extended-L2 cluster that is allocated but
+             * not fully: COW rewrites the whole cluster, which keeps reads
+             * identical (unallocated subclusters are copied from below). */
+            r = write_alloc(bs, off, step, buf, n, old);
+            if (r < 0)
+                break;
+        }
+        off += step;
+        buf += step;
+        len -= step;
+    }
+    return r;
+}
+
+int qcow2_zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    int r;
+
+    if (s->version < 3)
+        return -ENOTSUP;
+    if ((r = mark_lazy_dirty(bs)) < 0)
+        return r;
+    while (len) {
+        uint64_t l2i = qcow2_l2_index(s, off);
+        uint64_t n = min_u64(s->l2_entries - l2i, div_round_up_u64(len, cs));
+        uint64_t *old = NULL;
+        bool any_free = false;
+        uint8_t *l2;
+
+        old = calloc(n, sizeof(*old));
+        if (!old)
+            return -ENOMEM;
+        r = qcow2_get_l2(bs, off, true, &l2);
+        if (r < 0) {
+            free(old);
+            return r;
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t e = qcow2_l2e_get(s, l2, l2i + i), b = qcow2_l2b_get(s, l2, l2i + i);
+            bool allocated = (e & QCOW2_OFLAG_COMPRESSED) || (e & QCOW2_L2E_OFFSET_MASK);
+            bool drop = (e & QCOW2_OFLAG_COMPRESSED) || (unmap && allocated);
+            uint64_t ne = drop ? 0 : e, nb = b;
+            if (s->extl2)
+                nb = QCOW2_L2_BITMAP_ALL_ZERO;
+            else
+                ne |= QCOW2_OFLAG_ZERO;
+            if (ne == e && nb == b)
+                continue;
+            qcow2_l2e_set(s, l2, l2i + i, ne);
+            qcow2_l2b_set(s, l2, l2i + i, nb);
+            if (drop) {
+                old[i] = e;
+                any_free = true;
+            }
+        }
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        if (any_free && !qcow2_has_data_file(s)) {
+            r = qcow2_cache_flush(bs, &s->l2_cache);
+            if (r < 0) {
+                free(old);
+                return r;
+            }
+            for (uint64_t i = 0; i < n; i++)
+                if (old[i])
+                    qcow2_free_any_cluster(bs, old[i]);
+        }
+        free(old);
+        uint64_t step = min_u64(len, n * cs);
+        off += step;
+        len -= step;
+    }
+    return 0;
+}
+
+int qcow2_discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    int r;
+
+    while (len) {
+        uint64_t l2i = qcow2_l2_index(s, off);
+        uint64_t n = min_u64(s->l2_entries - l2i, div_round_up_u64(len, cs));
+        uint64_t step = min_u64(len, n * cs);
+        uint64_t *old;
+        bool any = false;
+        uint8_t *l2;
+
+        /* Nothing to discard where no L2 table exists and nothing could
+         * show through. */
+        if (qcow2_l1_index(s, off) >= s->l1_size ||
+            (!(s->l1[qcow2_l1_index(s, off)] & QCOW2_L1E_OFFSET_MASK) && (full || !bs->backing))) {
+            off += step;
+            len -= step;
+            continue;
+        }
+        old = calloc(n, sizeof(*old));
+        if (!old)
+            return -ENOMEM;
+        r = qcow2_get_l2(bs, off, true, &l2);
+        if (r < 0) {
+            free(old);
+            return r;
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t e = qcow2_l2e_get(s, l2, l2i + i), b = qcow2_l2b_get(s, l2, l2i + i);
+            bool allocated = (e & QCOW2_OFLAG_COMPRESSED) || (e & QCOW2_L2E_OFFSET_MASK) ||
+                             (qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED));
+            uint64_t ne = e, nb = b;
+            if (full) {
+                ne = nb = 0;
+            } else if (bs->backing || allocated) {
+                if (s->extl2) {
+                    ne = 0;
+                    nb = QCOW2_L2_BITMAP_ALL_ZERO;
+                } else {
+                    ne = s->version >= 3 ? QCOW2_OFLAG_ZERO : 0;
+                }
+            }
+            if (ne == e && nb == b)
+                continue;
+            qcow2_l2e_set(s, l2, l2i + i, ne);
+            qcow2_l2b_set(s, l2, l2i + i, nb);
+            old[i] = e;
+            any = true;
+        }
+        if (any) {
+            qcow2_cache_mark_dirty(&s->l2_cache, l2);
+            r = qcow2_cache_flush(bs, &s->l2_cache);
+            if (r < 0) {
+                free(old);
+                return r;
+            }
+            for (uint64_t i = 0; i < n; i++)
+                if (old[i])
+                    qcow2_free_any_cluster(bs, old[i]);
+        }
+        free(old);
+        off += step;
+        len -= step;
+    }
+    return 0;
+}
+
+/* Preallocate clusters for [from, to): metadata always; the file is then
+ * extended over the last allocated cluster (with mode's allocation). */
+int qcow2_preallocate(struct bds *bs, uint64_t from, uint64_t to, enum blk_prealloc mode,
+                      struct err *err)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size, end_host = 0;
+    uint64_t off = from & ~(cs - 1);
+    int r;
+
+    while (off < to) {
+        uint64_t l2i = qcow2_l2_index(s, off);
+        uint64_t n = min_u64(s->l2_entries - l2i, div_round_up_u64(to - off, cs));
+        uint8_t *l2;
+        uint64_t i = 0;
+
+        r = qcow2_get_l2(bs, off, true, &l2);
+        if (r < 0)
+            return err_set_errno(err, -r, "Allocating clusters failed");
+        while (i < n) {
+            uint64_t e = qcow2_l2e_get(s, l2, l2i + i);
+            if ((e & QCOW2_L2E_OFFSET_MASK) || (e & QCOW2_OFLAG_COMPRESSED) ||
+                (qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED))) {
+                i++;
+                continue;
+            }
+            uint64_t k = 1;
+            while (i + k < n) {
+                uint64_t e2 = qcow2_l2e_get(s, l2, l2i + i + k);
+                if ((e2 & QCOW2_L2E_OFFSET_MASK) || (e2 & QCOW2_OFLAG_COMPRESSED))
+                    break;
+                k++;
+            }
+            int64_t host;
+            if (qcow2_has_data_file(s)) {
+                host = (int64_t)(off + i * cs);
+            } else {
+                host = qcow2_alloc_clusters(bs, k * cs);
+                if (host < 0)
+                    return err_set_errno(err, (int)-host, "Allocating clusters failed");
+            }
+            r = qcow2_get_l2(bs, off, false, &l2);
+            if (r < 0 || !l2)
+                return err_set_errno(err, r < 0 ? -r : EIO, "Mapping clusters failed");
+            for (uint64_t j = 0; j < k; j++) {
+                uint64_t e2 = qcow2_l2e_get(s, l2, l2i + i + j);
+                /* Keep the zero flag meaning of a v3 zero cluster. */
+                qcow2_l2e_set(s, l2, l2i + i + j,
+                              ((uint64_t)host + j * cs) | QCOW2_OFLAG_COPIED | (e2 & QCOW2_OFLAG_ZERO));
+            }
+            qcow2_cache_mark_dirty(&s->l2_cache, l2);
+            end_host = max_u64(end_host, (uint64_t)host + k * cs);
+            i += k;
+        }
+        off += n * cs;
+    }
+    r = qcow2_meta_flush(bs);
+    if (r < 0)
+        return err_set_errno(err, -r, "Mapping clusters failed");
+    if (end_host) {
+        int64_t flen = blk_getlength(s->data_file);
+        if (flen < 0)
+            return err_set_errno(err, (int)-flen, "Could not get file size");
+        if (end_host > (uint64_t)flen) {
+            r = blk_truncate(s->data_file, end_host, false,
+                             mode == BLK_PREALLOC_METADATA ? BLK_PREALLOC_OFF : mode, err);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,222 @@
+/* qcow2 compressed clusters (qcow2.txt "Compressed Clusters Descriptor",
+ * header "compression_type"): zlib raw deflate (window 4 KiB, no zlib
+ * header, as qemu writes it) and zstd frames.
+ *
+ * Decompression must stop after one cluster of output: the stored length is
+ * rounded to sectors, so trailing bytes may belong to the next cluster. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "formats/qcow2/qcow2.h"
+
+static int inflate_raw(const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen)
+{
+    z_stream z;
+    int r;
+
+    memset(&z, 0, sizeof(z));
+    if (inflateInit2(&z, -12) != Z_OK)
+        return -EIO;
+    z.next_in = (Bytef *)src;
+    z.avail_in = (uInt)slen;
+    z.next_out = dst;
+    z.avail_out = (uInt)dlen;
+    r = inflate(&z, Z_FINISH);
+    /* Complete output is what matters; input may carry padding. */
+    if ((r != Z_STREAM_END && r != Z_BUF_ERROR) || z.avail_out != 0) {
+        inflateEnd(&z);
+        return -EIO;
+    }
+    inflateEnd(&z);
+    return 0;
+}
+
+static int zstd_decompress_stream(const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen)
+{
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    ZSTD_inBuffer in = { src, slen, 0 };
+    ZSTD_outBuffer out = { dst, dlen, 0 };
+    int ret = 0;
+
+    if (!dctx)
+        return -ENOMEM;
+    /* Frames may be followed by padding; stop once the cluster is full. */
+    while (out.pos < out.size) {
+        size_t in0 = in.pos, out0 = out.pos;
+        size_t zr = ZSTD_decompressStream(dctx, &out, &in);
+        if (ZSTD_isError(zr) || (in.pos == in0 && out.pos == out0)) {
+            ret = -EIO;
+            break;
+        }
+    }
+    ZSTD_freeDCtx(dctx);
+    return ret;
+}
+
+int qcow2_decompress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen)
+{
+    switch (type) {
+    case QCOW2_COMPRESS_ZLIB:
+        return inflate_raw(src, slen, dst, dlen);
+    case QCOW2_COMPRESS_ZSTD:
+        return zstd_decompress_stream(src, slen, dst, dlen);
+    default:
+        return -EIO;
+    }
+}
+
+long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen)
+{
+    if (type == QCOW2_COMPRESS_ZLIB) {
+        z_stream z;
+        int r;
+        memset(&z, 0, sizeof(z));
+        if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+            return -EIO;
+        z.next_in = (Bytef *)src;
+        z.avail_in = (uInt)slen;
+        z.next_out = dst;
+        z.avail_out = (uInt)dlen;
+        r = deflate(&z, Z_FINISH);
+        long out = (long)(dlen - z.avail_out);
+        deflateEnd(&z);
+        if (r != Z_STREAM_END)
+            return -ENOSPC;
+        return out;
+    }
+    if (type == QCOW2_COMPRESS_ZSTD) {
+        ZSTD_CCtx *c = ZSTD_createCCtx();
+        ZSTD_inBuffer in = { src, slen, 0 };
+        ZSTD_outBuffer out = { dst, dlen, 0 };
+        size_t zr;
+        if (!c)
+            return -ENOMEM;
+        /* One frame, content size recorded, checksum off (as qemu). */
+        ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
+        zr = ZSTD_compressStream2(c, &out, &in, ZSTD_e_end);
+        ZSTD_freeCCtx(c);
+        if (ZSTD_isError(zr) || zr != 0)
+            return -ENOSPC;
+        return (long)out.pos;
+    }
+    return -ENOTSUP;
+}
+
+/* Read and decompress the cluster described by a compressed L2 entry. */
+int qcow2_read_compressed(struct bds *bs, uint64_t entry, uint8_t *out)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t host, len;
+    int r;
+
+    if (s->cbuf_entry == entry && s->cbuf) {
+        memcpy(out, s->cbuf, s->cluster_size);
+        return 0;
+    }
+    qcow2_compressed_decode(entry, s->cluster_bits, &host, &len);
+    if (len > 2 * s->cluster_size)
+        return -EIO;
+    if (!s->cin) {
+        s->cin = malloc(2 * s->cluster_size);
+        s->cbuf = malloc(s->cluster_size);
+        if (!s->cin || !s->cbuf)
+            return -ENOMEM;
+    }
+    /* The last sectors of a compressed cluster may lie past the end of the
+     * file; read what exists. */
+    int64_t flen = blk_getlength(bs->file);
+    if (flen < 0)
+        return (int)flen;
+    if (host >= (uint64_t)flen)
+        return -EIO;
+    len = min_u64(len, (uint64_t)flen - host);
+    r = blk_pread(bs->file, host, len, s->cin);
+    if (r < 0)
+        return r;
+    s->cbuf_entry = 0;
+    r = qcow2_decompress(s->compression_type, s->cin, len, s->cbuf, s->cluster_size);
+    if (r < 0)
+        return r;
+    s->cbuf_entry = entry;
+    memcpy(out, s->cbuf, s->cluster_size);
+    return 0;
+}
+
+/* Write one whole cluster (or the partial last cluster of the image)
+ * compressed. Falls back to a normal write when compression does not help,
+ * as qemu does. */
+int qcow2_write_compressed(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    uint8_t *in = NULL, *out = NULL, *l2;
+    long clen;
+    int64_t host;
+    uint64_t old;
+    int r;
+
+    if (qcow2_has_data_file(s))
+        return -ENOTSUP;
+    if (qcow2_off_in_cluster(s, off))
+        return -EINVAL;
+    if (len != cs) {
+        if (off + len != bs->total_size || len > cs)
+            return -EINVAL;
+        in = calloc(1, cs);
+        if (!in)
+            return -ENOMEM;
+        memcpy(in, buf, len);
+        buf = in;
+    }
+    out = malloc(cs);
+    if (!out) {
+        free(in);
+        return -ENOMEM;
+    }
+    clen = qcow2_compress(s->compression_type, buf, cs, out, cs - 1);
+    if (clen == -ENOSPC) {
+        /* Incompressible: store it as a normal cluster. */
+        r = qcow2_write_data(bs, off, len, buf);
+        goto done;
+    }
+    if (clen < 0) {
+        r = (int)clen;
+        goto done;
+    }
+    r = qcow2_get_l2(bs, off, true, &l2);
+    if (r < 0)
+        goto done;
+    old = qcow2_l2e_get(s, l2, qcow2_l2_index(s, off));
+    if (old & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)) {
+        /* qemu refuses compressed writes over allocated clusters. */
+        r = -EIO;
+        goto done;
+    }
+    host = qcow2_alloc_bytes(bs, (uint64_t)clen);
+    if (host < 0) {
+        r = (int)host;
+        goto done;
+    }
+    r = blk_pwrite(bs->file, (uint64_t)host, (uint64_t)clen, out, 0);
+    if (r < 0) {
+        qcow2_free_clusters(bs, (uint64_t)host, (uint64_t)clen);
+        goto done;
+    }
+    s->need_file_flush = true;
+    s->wrote_compressed = true;
+    r = qcow2_get_l2(bs, off, true, &l2);
+    if (r < 0)
+        goto done;
+    qcow2_l2e_set(s, l2, qcow2_l2_index(s, off),
+                  qcow2_compressed_encode((uint64_t)host, (uint64_t)clen, s->cluster_bits));
+    qcow2_l2b_set(s, l2, qcow2_l2_index(s, off), 0);
+    qcow2_cache_mark_dirty(&s->l2_cache, l2);
+    s->cbuf_entry = 0;
+done:
+    free(in);
+    free(out);
+    return r;
+}

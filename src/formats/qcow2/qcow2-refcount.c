@@ -1,0 +1,485 @@
+/* qcow2 refcounts: the two-level refcount table, cluster allocation and
+ * freeing (qcow2.txt "Host cluster management").
+ *
+ * Allocation is first-fit from free_cluster_index, like qemu, so images we
+ * write have the same layout as qemu's for the same sequence of requests.
+ * A refcount block is placed in the first free cluster; when it has to
+ * describe itself it does. When the table is full, new self-describing
+ * refcount structures (blocks + table) are appended after the area the
+ * table must cover (qcow2_refcount_area).
+ *
+ * Invariant: reftable[] mirrors the on-disk table; refcount blocks live in
+ * rb_cache; refcount changes for newly used clusters are made before the
+ * metadata referencing them is written (see qcow2-cache.c). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/qcow2/qcow2.h"
+
+int qcow2_refcount_init(struct bds *bs, struct err *err)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    size_t bytes = (size_t)s->reftable_size * 8;
+    uint8_t *raw;
+    int r;
+
+    s->reftable = calloc(s->reftable_size ? s->reftable_size : 1, 8);
+    if (!s->reftable)
+        return err_set(err, ENOMEM, "Could not initialize refcount handling: Cannot allocate memory");
+    if (!bytes)
+        return 0;
+    raw = malloc(bytes);
+    if (!raw)
+        return err_set(err, ENOMEM, "Could not initialize refcount handling: Cannot allocate memory");
+    r = blk_pread(bs->file, s->reftable_offset, bytes, raw);
+    if (r < 0) {
+        free(raw);
+        return err_set_errno(err, -r, "Could not initialize refcount handling");
+    }
+    for (uint64_t i = 0; i < s->reftable_size; i++)
+        s->reftable[i] = get_be64(raw + 8 * i);
+    free(raw);
+    return 0;
+}
+
+static int load_refblock(struct bds *bs, uint64_t rt_index, uint8_t **blk)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t off = s->reftable[rt_index] & QCOW2_REFT_OFFSET_MASK;
+
+    if (qcow2_off_in_cluster(s, off)) {
+        qcow2_signal_corruption(bs);
+        return -EIO;
+    }
+    return qcow2_cache_get(bs, &s->rb_cache, off, false, blk);
+}
+
+int qcow2_get_refcount(struct bds *bs, uint64_t cluster, uint64_t *ref)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t idx = cluster >> s->rb_bits;
+    uint8_t *blk;
+    int r;
+
+    if (idx >= s->reftable_size || !(s->reftable[idx] & QCOW2_REFT_OFFSET_MASK)) {
+        *ref = 0;
+        return 0;
+    }
+    r = load_refblock(bs, idx, &blk);
+    if (r < 0)
+        return r;
+    *ref = qcow2_refcount_get(blk, cluster & ((1ULL << s->rb_bits) - 1), s->refcount_order);
+    return 0;
+}
+
+/* Find size bytes worth of free clusters from free_cluster_index on, without
+ * touching refcounts. */
+static int64_t alloc_noref(struct bds *bs, uint64_t size, uint64_t max)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t n = qcow2_size_to_clusters(s, size);
+    uint64_t ref;
+    int r;
+
+retry:
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t c = s->free_cluster_index++;
+        if ((c << s->cluster_bits) >> s->cluster_bits != c)
+            return -EFBIG;
+        r = qcow2_get_refcount(bs, c, &ref);
+        if (r < 0)
+            return r;
+        if (ref != 0)
+            goto retry;
+    }
+    if (s->free_cluster_index > 0 && s->free_cluster_index - 1 > (max >> s->cluster_bits))
+        return -EFBIG;
+    return (int64_t)((s->free_cluster_index - n) << s->cluster_bits);
+}
+
+static int update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
+                           bool decrease);
+
+/* Make sure the refcount block for cluster exists; returns -EAGAIN when
+ * something was allocated so the caller's free-space search must restart. */
+static int alloc_refblock(struct bds *bs, uint64_t cluster, uint8_t **blk)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t idx = cluster >> s->rb_bits;
+    uint64_t rb_mask = (1ULL << s->rb_bits) - 1;
+    int64_t nb;
+    int r;
+
+    if (idx < s->reftable_size && (s->reftable[idx] & QCOW2_REFT_OFFSET_MASK))
+        return load_refblock(bs, idx, blk);
+
+    *blk = NULL;
+    r = qcow2_cache_flush(bs, &s->l2_cache);
+    if (r < 0)
+        return r;
+    nb = alloc_noref(bs, s->cluster_size, INT64_MAX);
+    if (nb < 0)
+        return (int)nb;
+    if (nb == 0) {
+        qcow2_signal_corruption(bs);
+        return -EIO;
+    }
+    if (((uint64_t)nb >> s->cluster_bits) >> s->rb_bits == idx) {
+        /* The new block describes itself. */
+        r = qcow2_cache_get(bs, &s->rb_cache, (uint64_t)nb, true, blk);
+        if (r < 0)
+            return r;
+        qcow2_refcount_set(*blk, ((uint64_t)nb >> s->cluster_bits) & rb_mask, s->refcount_order, 1);
+    } else {
+        r = update_refcount(bs, (uint64_t)nb, s->cluster_size, 1, false);
+        if (r < 0)
+            return r;
+        r = qcow2_cache_flush(bs, &s->rb_cache);
+        if (r < 0)
+            return r;
+        r = qcow2_cache_get(bs, &s->rb_cache, (uint64_t)nb, true, blk);
+        if (r < 0)
+            return r;
+    }
+    qcow2_cache_mark_dirty(&s->rb_cache, *blk);
+    r = qcow2_cache_flush(bs, &s->rb_cache);
+    if (r < 0)
+        return r;
+
+    if (idx < s->reftable_size) {
+        uint8_t be[8];
+        put_be64(be, (uint64_t)nb);
+        r = blk_pwrite(bs->file, s->reftable_offset + idx * 8, 8, be, 0);
+        if (r < 0)
+            return r;
+        s->reftable[idx] = (uint64_t)nb;
+        return -EAGAIN;
+    }
+
+    /* The table is full: build new self-describing structures past
+     * everything the table has to cover so far. */
+    uint64_t used = max_u64(cluster + 1, ((uint64_t)nb >> s->cluster_bits) + 1);
+    uint64_t blocks_used = div_round_up_u64(used, 1ULL << s->rb_bits);
+    uint64_t meta_offset;
+    if (ckd_mul(&meta_offset, blocks_used << s->rb_bits, s->cluster_size))
+        return -EFBIG;
+    int64_t a = qcow2_refcount_area(bs, meta_offset, 0, false, idx, (uint64_t)nb);
+    if (a < 0)
+        return (int)a;
+    return -EAGAIN;
+}
+
+static int update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
+                           bool decrease)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t start, last, rb_mask = (1ULL << s->rb_bits) - 1;
+    uint64_t old_idx = UINT64_MAX;
+    uint8_t *blk = NULL;
+    int r;
+
+    if (len == 0)
+        return 0;
+    start = offset & ~(s->cluster_size - 1);
+    last = (offset + len - 1) & ~(s->cluster_size - 1);
+    for (uint64_t co = start; co <= last; co += s->cluster_size) {
+        uint64_t ci = co >> s->cluster_bits;
+        uint64_t ti = ci >> s->rb_bits;
+        uint64_t ref;
+
+        if (ti != old_idx || !blk) {
+            r = alloc_refblock(bs, ci, &blk);
+            if (r == -EAGAIN && s->free_cluster_index > (start >> s->cluster_bits))
+                s->free_cluster_index = start >> s->cluster_bits;
+            if (r < 0) {
+                /* Undo what was done so far (best effort). */
+                if (co > start)
+                    update_refcount(bs, start, co - start, addend, !decrease);
+                return r;
+            }
+        }
+        old_idx = ti;
+        ref = qcow2_refcount_get(blk, ci & rb_mask, s->refcount_order);
+        if (decrease ? ref < addend : (ref + addend < ref || ref + addend > s->refcount_max)) {
+            if (co > start)
+                update_refcount(bs, start, co - start, addend, !decrease);
+            return -EINVAL;
+        }
+        ref = decrease ? ref - addend : ref + addend;
+        if (ref == 0 && ci < s->free_cluster_index)
+            s->free_cluster_index = ci;
+        qcow2_refcount_set(blk, ci & rb_mask, s->refcount_order, ref);
+        qcow2_cache_mark_dirty(&s->rb_cache, blk);
+        if (ref == 0) {
+            /* Compressed data must not be appended to a cluster that was
+             * freed (it may be reused for anything). */
+            if (s->free_byte_offset && (s->free_byte_offset >> s->cluster_bits) == ci)
+                s->free_byte_offset = 0;
+            /* A freed metadata cluster must not linger in a cache. */
+            uint64_t rbo = s->reftable[ti] & QCOW2_REFT_OFFSET_MASK;
+            if (rbo == co) {
+                blk = NULL;
+            }
+            qcow2_cache_drop(&s->rb_cache, co);
+            qcow2_cache_drop(&s->l2_cache, co);
+        }
+    }
+    return 0;
+}
+
+int qcow2_update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
+                          bool decrease)
+{
+    return update_refcount(bs, offset, len, addend, decrease);
+}
+
+int64_t qcow2_alloc_clusters(struct bds *bs, uint64_t size)
+{
+    int64_t off;
+    int r;
+    do {
+        off = alloc_noref(bs, size, QCOW2_MAX_CLUSTER_OFFSET);
+        if (off < 0)
+            return off;
+        r = update_refcount(bs, (uint64_t)off, size, 1, false);
+    } while (r == -EAGAIN);
+    return r < 0 ? r : off;
+}
+
+int64_t qcow2_alloc_clusters_at(struct bds *bs, uint64_t offset, uint64_t n)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t i, ref;
+    int r;
+
+    if (n == 0)
+        return 0;
+    do {
+        uint64_t ci = offset >> s->cluster_bits;
+        for (i = 0; i < n; i++) {
+            r = qcow2_get_refcount(bs, ci + i, &ref);
+            if (r < 0)
+                return r;
+            if (ref)
+                break;
+        }
+        r = update_refcount(bs, offset, i << s->cluster_bits, 1, false);
+    } while (r == -EAGAIN);
+    return r < 0 ? r : (int64_t)i;
+}
+
+/* Byte-granular allocation for compressed clusters: continue in the cluster
+ * last used for compressed data while it has room. */
+int64_t qcow2_alloc_bytes(struct bds *bs, uint64_t size)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t off = s->free_byte_offset, ref, free_in;
+    int r;
+
+    if (off) {
+        r = qcow2_get_refcount(bs, off >> s->cluster_bits, &ref);
+        if (r < 0)
+            return r;
+        if (ref == s->refcount_max)
+            off = 0;
+    }
+    free_in = s->cluster_size - qcow2_off_in_cluster(s, off);
+    do {
+        if (!off || free_in < size) {
+            int64_t nc = alloc_noref(bs, s->cluster_size,
+                                     min_u64(qcow2_coffset_mask(s->cluster_bits), QCOW2_MAX_CLUSTER_OFFSET));
+            if (nc < 0)
+                return nc;
+            if (nc == 0) {
+                qcow2_signal_corruption(bs);
+                return -EIO;
+            }
+            if (!off || align_up_u64(off, s->cluster_size) != (uint64_t)nc) {
+                off = (uint64_t)nc;
+                free_in = s->cluster_size;
+            } else {
+                free_in += s->cluster_size;
+            }
+        }
+        r = update_refcount(bs, off, size, 1, false);
+        if (r < 0 && r != -EAGAIN)
+            return r;
+        if (r == -EAGAIN)
+            off = 0;
+    } while (r == -EAGAIN);
+    s->free_byte_offset = off + size;
+    if (!qcow2_off_in_cluster(s, s->free_byte_offset))
+        s->free_byte_offset = 0;
+    return (int64_t)off;
+}
+
+void qcow2_free_clusters(struct bds *bs, uint64_t offset, uint64_t size)
+{
+    /* A failure leaks clusters; check -r leaks recovers them. */
+    (void)update_refcount(bs, offset, size, 1, true);
+}
+
+void qcow2_free_any_cluster(struct bds *bs, uint64_t entry)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t host, len;
+
+    if (qcow2_has_data_file(s))
+        return;
+    if (entry & QCOW2_OFLAG_COMPRESSED) {
+        qcow2_compressed_decode(entry, s->cluster_bits, &host, &len);
+        qcow2_free_clusters(bs, host, len);
+        return;
+    }
+    host = entry & QCOW2_L2E_OFFSET_MASK;
+    if (!host)
+        return;
+    if (qcow2_off_in_cluster(s, host)) {
+        qcow2_signal_corruption(bs);
+        return;
+    }
+    qcow2_free_clusters(bs, host, s->cluster_size);
+}
+
+uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
+                                      unsigned refcount_order, bool generous,
+                                      uint64_t *refblock_count)
+{
+    uint64_t per_table = cluster_size / 8;
+    uint64_t per_block = cluster_size * 8 / (1u << refcount_order);
+    uint64_t table = 0, blocks = 0, last, n = 0;
+
+    /* Find the fixed point where the refcount metadata covers itself. */
+    do {
+        last = n;
+        blocks = div_round_up_u64(clusters + table + blocks, per_block);
+        table = div_round_up_u64(blocks, per_table);
+        n = clusters + blocks + table;
+        if (n == last && generous) {
+            clusters += div_round_up_u64(table, 2);
+            n = 0;
+            generous = false;
+        }
+    } while (n != last);
+    if (refblock_count)
+        *refblock_count = blocks;
+    return (blocks + table) * cluster_size;
+}
+
+int64_t qcow2_refcount_area(struct bds *bs, uint64_t start, uint64_t additional, bool exact,
+                            uint64_t new_rb_index, uint64_t new_rb_offset)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t total_blocks, table_size, table_clusters, area_index, extra = 0;
+    uint64_t table_offset, end_offset, block_offset, rb_size = 1ULL << s->rb_bits;
+    uint64_t *nt = NULL;
+    uint8_t *raw = NULL;
+    int r;
+
+    qcow2_refcount_metadata_size(start / s->cluster_size + additional, s->cluster_size,
+                                 s->refcount_order, !exact, &total_blocks);
+    if (total_blocks > QCOW2_MAX_REFTABLE_BYTES)
+        return -EFBIG;
+    area_index = (start / s->cluster_size) >> s->rb_bits;
+    table_size = exact ? total_blocks : total_blocks + div_round_up_u64(total_blocks, 2);
+    table_size = align_up_u64(table_size, s->cluster_size / 8);
+    table_clusters = table_size * 8 / s->cluster_size;
+    if (table_size > QCOW2_MAX_REFTABLE_BYTES)
+        return -EFBIG;
+    nt = calloc(table_size, 8);
+    if (!nt)
+        return -ENOMEM;
+    memcpy(nt, s->reftable, min_u64(table_size, s->reftable_size) * 8);
+    if (new_rb_offset && new_rb_index < table_size)
+        nt[new_rb_index] = new_rb_offset;
+
+    for (uint64_t i = area_index; i < total_blocks; i++)
+        if (!nt[i])
+            extra++;
+    table_offset = start + extra * s->cluster_size;
+    end_offset = table_offset + table_clusters * s->cluster_size;
+
+    block_offset = start;
+    for (uint64_t i = area_index; i < total_blocks; i++) {
+        uint8_t *blk;
+        uint64_t first;
+
+        if (nt[i]) {
+            r = qcow2_cache_get(bs, &s->rb_cache, nt[i] & QCOW2_REFT_OFFSET_MASK, false, &blk);
+        } else {
+            r = qcow2_cache_get(bs, &s->rb_cache, block_offset, true, &blk);
+            if (r == 0) {
+                qcow2_cache_mark_dirty(&s->rb_cache, blk);
+                nt[i] = block_offset;
+                block_offset += s->cluster_size;
+            }
+        }
+        if (r < 0)
+            goto fail;
+        first = i * rb_size * s->cluster_size;
+        if (first < end_offset) {
+            uint64_t j = first < start ? (start - first) / s->cluster_size : 0;
+            uint64_t end_j = min_u64((end_offset - first) / s->cluster_size, rb_size);
+            for (; j < end_j; j++)
+                qcow2_refcount_set(blk, j, s->refcount_order, 1);
+            qcow2_cache_mark_dirty(&s->rb_cache, blk);
+        }
+        /* Keep the block we just filled from being evicted unwritten. */
+        r = qcow2_cache_flush(bs, &s->rb_cache);
+        if (r < 0)
+            goto fail;
+    }
+
+    raw = calloc(table_size, 8);
+    if (!raw) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    for (uint64_t i = 0; i < table_size; i++)
+        put_be64(raw + 8 * i, nt[i]);
+    r = blk_pwrite(bs->file, table_offset, table_size * 8, raw, 0);
+    if (r == 0)
+        r = blk_flush(bs->file);
+    if (r < 0)
+        goto fail;
+    {
+        uint8_t hdr[12];
+        put_be64(hdr, table_offset);
+        put_be32(hdr + 8, (uint32_t)table_clusters);
+        r = blk_pwrite(bs->file, QH_REFTABLE_OFFSET, 12, hdr, 0);
+        if (r == 0)
+            r = blk_flush(bs->file);
+        if (r < 0)
+            goto fail;
+    }
+    free(raw);
+    uint64_t old_off = s->reftable_offset, old_size = s->reftable_size;
+    free(s->reftable);
+    s->reftable = nt;
+    s->reftable_size = table_size;
+    s->reftable_offset = table_offset;
+    qcow2_free_clusters(bs, old_off, old_size * 8);
+    return (int64_t)end_offset;
+
+fail:
+    free(raw);
+    free(nt);
+    return r;
+}
+
+int64_t qcow2_last_cluster(struct bds *bs, uint64_t file_size)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t n = qcow2_size_to_clusters(s, file_size);
+    for (uint64_t i = n; i-- > 0;) {
+        uint64_t ref;
+        int r = qcow2_get_refcount(bs, i, &ref);
+        if (r < 0)
+            return r;
+        if (ref)
+            return (int64_t)i;
+    }
+    qcow2_signal_corruption(bs);
+    return -EIO;
+}

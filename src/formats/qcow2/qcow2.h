@@ -1,0 +1,246 @@
+/* qcow2 driver state and the functions the qcow2 files share.
+ *
+ * Invariants while open: l1 holds l1_size host-endian entries; reftable holds
+ * reftable_size entries; every table offset was checked to be cluster aligned
+ * and inside the limits when read. Metadata changes go through the two caches
+ * (L2 tables, refcount blocks); the ordering rules (refcount blocks reach the
+ * disk before the L2 entries that depend on them, L2 tables before the L1
+ * entries that point to them, and decreases after the L2 change) are kept by
+ * qcow2_meta_flush() and by the callers noted in qcow2-cluster.c. */
+#ifndef QIMG_QCOW2_H
+#define QIMG_QCOW2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "block/driver.h"
+#include "formats/qcow2/qcow2-layout.h"
+
+extern const struct blk_driver qcow2_driver;
+
+/* --- metadata cache (qcow2-cache.c) --- */
+struct qcow2_cache_entry {
+    uint64_t offset;        /* host offset of the cached cluster, 0 = free slot */
+    uint8_t *buf;
+    bool dirty;
+    uint64_t lru;
+};
+
+struct qcow2_cache {
+    struct qcow2_cache_entry *e;
+    unsigned n;
+    size_t size;            /* bytes per entry (one cluster) */
+    uint64_t tick;
+};
+
+struct qcow2_unknown_ext {
+    uint32_t magic, len;
+    uint8_t *data;
+};
+
+struct qcow2_snapshot {
+    uint64_t l1_offset;
+    uint32_t l1_size;
+    char *id_str, *name;
+    uint32_t date_sec, date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount;
+    bool has_disk_size, has_icount;
+    uint32_t extra_size;
+    uint8_t *extra;         /* unknown extra data beyond what we decode */
+};
+
+struct qcow2_state {
+    /* header */
+    uint32_t version;
+    unsigned cluster_bits;
+    uint64_t cluster_size;
+    uint32_t header_length;
+    uint64_t incompat, compat, autoclear;
+    unsigned refcount_order;
+    uint64_t refcount_max;
+    uint8_t compression_type;
+    uint32_t crypt_method;
+
+    bool extl2;
+    unsigned l2_bits;           /* log2 of entries per L2 table */
+    uint64_t l2_entries;
+    unsigned l2_entry_size;     /* 8 or 16 */
+    unsigned subcluster_bits;
+    unsigned rb_bits;           /* log2 of refcount entries per block */
+
+    uint64_t *l1;
+    uint32_t l1_size;
+    uint64_t l1_offset;
+
+    uint64_t *reftable;
+    uint64_t reftable_size;     /* entries */
+    uint64_t reftable_offset;
+
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t snapshots_size;    /* bytes, computed when read */
+    struct qcow2_snapshot *snapshots;
+
+    uint32_t nb_bitmaps;
+    uint64_t bitmap_dir_offset, bitmap_dir_size;
+    uint64_t crypto_hdr_offset, crypto_hdr_len;
+
+    char *image_backing_file;
+    char *image_backing_format;
+    char *image_data_file;
+    struct bds *data_file;      /* bs->file or the external data file */
+    bool own_data_file;
+
+    uint8_t *unknown_fields;    /* header bytes between 112 and header_length */
+    uint32_t unknown_fields_len;
+    struct qcow2_unknown_ext *uexts;
+    unsigned n_uexts;
+
+    struct qcow2_cache l2_cache;
+    struct qcow2_cache rb_cache;
+    bool need_file_flush;       /* data written since the last flush barrier */
+
+    uint64_t free_cluster_index;
+    uint64_t free_byte_offset;  /* for compressed clusters */
+
+    /* last decompressed cluster */
+    uint8_t *cbuf;              /* decompressed data, one cluster */
+    uint8_t *cin;               /* compressed input, up to 2 clusters */
+    uint64_t cbuf_entry;        /* L2 entry cbuf holds, 0 = none */
+
+    bool writable;
+    bool wrote_compressed;      /* round the file to 512 bytes at close */
+    bool lazy_refcounts_dirty;  /* we set the dirty bit for lazy refcounts */
+    bool corrupt_signalled;
+};
+
+static inline struct qcow2_state *qcow2_st(struct bds *bs) { return bs->opaque; }
+static inline uint64_t qcow2_off_in_cluster(const struct qcow2_state *s, uint64_t off)
+{
+    return off & (s->cluster_size - 1);
+}
+static inline uint64_t qcow2_size_to_clusters(const struct qcow2_state *s, uint64_t size)
+{
+    return (size + s->cluster_size - 1) >> s->cluster_bits;
+}
+static inline uint64_t qcow2_l1_index(const struct qcow2_state *s, uint64_t off)
+{
+    return off >> (s->l2_bits + s->cluster_bits);
+}
+static inline uint64_t qcow2_l2_index(const struct qcow2_state *s, uint64_t off)
+{
+    return (off >> s->cluster_bits) & (s->l2_entries - 1);
+}
+static inline uint64_t qcow2_l2e_get(const struct qcow2_state *s, const uint8_t *t, uint64_t i)
+{
+    return get_be64(t + i * s->l2_entry_size);
+}
+static inline uint64_t qcow2_l2b_get(const struct qcow2_state *s, const uint8_t *t, uint64_t i)
+{
+    return s->extl2 ? get_be64(t + i * 16 + 8) : 0;
+}
+static inline void qcow2_l2e_set(const struct qcow2_state *s, uint8_t *t, uint64_t i, uint64_t v)
+{
+    put_be64(t + i * s->l2_entry_size, v);
+}
+static inline void qcow2_l2b_set(const struct qcow2_state *s, uint8_t *t, uint64_t i, uint64_t v)
+{
+    if (s->extl2)
+        put_be64(t + i * 16 + 8, v);
+}
+static inline bool qcow2_has_data_file(const struct qcow2_state *s)
+{
+    return s->incompat & QCOW2_INCOMPAT_DATA_FILE;
+}
+/* Number of L1 entries needed to map size bytes. */
+static inline uint64_t qcow2_size_to_l1(unsigned cluster_bits, unsigned l2_bits, uint64_t size)
+{
+    unsigned shift = cluster_bits + l2_bits;
+    return (size + (1ULL << shift) - 1) >> shift;
+}
+
+/* qcow2-cache.c */
+int qcow2_cache_init(struct qcow2_cache *c, unsigned n, size_t size);
+void qcow2_cache_release(struct qcow2_cache *c);
+/* Returns the cached cluster at offset (read from disk unless empty). */
+int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool empty,
+                    uint8_t **buf);
+void qcow2_cache_mark_dirty(struct qcow2_cache *c, const uint8_t *buf);
+int qcow2_cache_flush(struct bds *bs, struct qcow2_cache *c);
+void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset);
+void qcow2_cache_drop_all(struct qcow2_cache *c);
+/* Write all dirty metadata in crash-safe order. */
+int qcow2_meta_flush(struct bds *bs);
+
+/* qcow2-refcount.c */
+int qcow2_refcount_init(struct bds *bs, struct err *err);
+int qcow2_get_refcount(struct bds *bs, uint64_t cluster, uint64_t *ref);
+int qcow2_update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
+                          bool decrease);
+int64_t qcow2_alloc_clusters(struct bds *bs, uint64_t size);
+int64_t qcow2_alloc_clusters_at(struct bds *bs, uint64_t offset, uint64_t n);
+int64_t qcow2_alloc_bytes(struct bds *bs, uint64_t size);
+void qcow2_free_clusters(struct bds *bs, uint64_t offset, uint64_t size);
+void qcow2_free_any_cluster(struct bds *bs, uint64_t l2_entry);
+int64_t qcow2_refcount_area(struct bds *bs, uint64_t start, uint64_t additional,
+                            bool exact, uint64_t new_rb_index, uint64_t new_rb_offset);
+uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
+                                      unsigned refcount_order, bool generous,
+                                      uint64_t *refblock_count);
+int64_t qcow2_last_cluster(struct bds *bs, uint64_t file_size);
+
+/* qcow2-cluster.c */
+/* Look up [off, off+*len): type, host offset of off (when applicable) and the
+ * length of the run with the same type (and contiguous host offsets). */
+int qcow2_get_host_offset(struct bds *bs, uint64_t off, uint64_t *len, uint64_t *host,
+                          enum qcow2_sc_type *type, uint64_t *entry);
+int qcow2_grow_l1(struct bds *bs, uint64_t min_size, bool exact);
+int qcow2_write_l1_entry(struct bds *bs, uint64_t index);
+/* L2 table for guest offset off, allocating it if alloc; *table NULL when
+ * absent and !alloc. */
+int qcow2_get_l2(struct bds *bs, uint64_t off, bool alloc, uint8_t **table);
+int qcow2_write_data(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf);
+int qcow2_zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap);
+int qcow2_discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full);
+int qcow2_preallocate(struct bds *bs, uint64_t from, uint64_t to, enum blk_prealloc mode,
+                      struct err *err);
+
+/* qcow2.c */
+int qcow2_do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf);
+int qcow2_update_header(struct bds *bs);
+int qcow2_mark_dirty(struct bds *bs);
+int qcow2_mark_clean(struct bds *bs);
+int qcow2_mark_corrupt(struct bds *bs);
+int qcow2_mark_consistent(struct bds *bs);
+void qcow2_signal_corruption(struct bds *bs);
+int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc prealloc,
+                   struct err *err);
+
+/* qcow2-compress.c */
+/* Decompress src into exactly dlen bytes of dst; -EIO on bad data. */
+int qcow2_decompress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen);
+/* Compress; returns the compressed length, or -ENOSPC when it would not be
+ * smaller than dlen. */
+long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen);
+int qcow2_read_compressed(struct bds *bs, uint64_t entry, uint8_t *out);
+int qcow2_write_compressed(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf);
+
+/* qcow2-create.c */
+extern const struct opt_desc qcow2_create_opts[];
+extern const struct opt_desc qcow2_amend_opts[];
+int qcow2_create(const char *filename, struct kvopts *opts, struct err *err);
+int qcow2_measure(struct kvopts *opts, struct bds *in, uint64_t size, struct blk_measure *out,
+                  struct err *err);
+
+/* qcow2-check.c */
+int qcow2_check(struct bds *bs, struct blk_check_result *res, int fix, struct err *err);
+
+/* qcow2-snapshot.c */
+int qcow2_read_snapshots(struct bds *bs, struct err *err);
+void qcow2_free_snapshots(struct qcow2_state *s);
+extern const struct blk_snapshot_ops qcow2_snapshot_ops;
+
+#endif

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Interop: the qcow2 format — create (byte-identical to qemu-img for every
+# layout option), reads of qemu-made images (data, zero clusters, compressed
+# zlib/zstd, extended L2, backing files), writes by convert verified and
+# compared byte for byte with qemu-img's, check and repair of leaks and
+# corruptions, measure, and hostile headers — each compared with the real
+# qemu-img 7.2.
+. "$(dirname "$0")/lib.sh"
+
+qio() { "$QEMU_IO" -f qcow2 "$@" >/dev/null; }
+# poke FILE OFFSET HEXBYTES: overwrite bytes in place
+poke() { printf "$(printf '%s' "$3" | sed 's/../\\x&/g')" |
+    dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
+
+# ============================================================== create
+
+i=0
+for o in "" compat=0.10 cluster_size=512 cluster_size=4k cluster_size=2M extended_l2=on \
+         refcount_bits=1 refcount_bits=8 refcount_bits=64 lazy_refcounts=on compression_type=zstd \
+         preallocation=metadata preallocation=metadata,cluster_size=4k; do
+    for sz in 0 1M 1G 10G; do
+        i=$((i + 1))
+        same "create [$o] $sz" -- create -f qcow2 ${o:+-o $o} c$i.qcow2 $sz
+        check "create [$o] $sz: bytes equal qemu-img's" cmp "$A/c$i.qcow2" "$B/c$i.qcow2"
+    done
+done
+fixture "$QEMU_IMG" create -q -f qcow2 base.qcow2 64M
+same "create with backing" -- create -f qcow2 -b base.qcow2 -F qcow2 cb.qcow2
+check "create with backing: bytes equal" cmp "$A/cb.qcow2" "$B/cb.qcow2"
+same "create with backing and size" -- create -f qcow2 -b base.qcow2 -F qcow2 cb2.qcow2 1G
+check "create with backing and size: bytes equal" cmp "$A/cb2.qcow2" "$B/cb2.qcow2"
+for o in compat=2 cluster_size=1000 cluster_size=4M refcount_bits=3 compression_type=lz4 \
+         preallocation=foo extended_l2=on,cluster_size=4k lazy_refcounts=on,compat=0.10 \
+         backing_fmt=qcow2 data_file_raw=on compat=0.10,refcount_bits=8 \
+         compat=0.10,compression_type=zstd compat=0.10,extended_l2=on; do
+    same "create error [$o]" -- create -f qcow2 -o $o e.qcow2 1M
+done
+same "create -o help" -- create -f qcow2 -o help
+
+# ============================================================== read
+
+mkimg() { # NAME OPTS...
+    local n=$1; shift
+    "$QEMU_IMG" create -q -f qcow2 "$@" "$n.qcow2" 4M
+    qio -c 'write -P 0xab 0 64k' -c 'write -P 0x11 100k 3k' -c 'write -z 1M 128k' \
+        -c 'write -P 0x22 2047k 10k' -c 'write -P 0x33 3M 1M' -c 'discard 3M 64k' "$n.qcow2"
+}
+for v in "plain" "v2 -o compat=0.10" "c512 -o cluster_size=512" "c2m -o cluster_size=2M" \
+         "ext -o extended_l2=on" "ext16k -o extended_l2=on,cluster_size=16k" \
+         "rb1 -o refcount_bits=1" "zstd -o compression_type=zstd"; do
+    set -- $v
+    fixture mkimg "$@"
+    same "read $1: convert to raw" -- convert -O raw "$1.qcow2" "$1.raw"
+    same_image "read $1: raw result" "$1.raw"
+    same "read $1: info" -- info "$1.qcow2"
+    same "read $1: info json" -- info --output=json "$1.qcow2"
+    same "read $1: check" -- check "$1.qcow2"
+    same "read $1: check json" -- check --output=json "$1.qcow2"
+done
+fixture mkdata src.raw 4M 7
+for ct in zlib zstd; do
+    fixture "$QEMU_IMG" convert -c -O qcow2 -o compression_type=$ct src.raw cz-$ct.qcow2
+    same "read compressed $ct" -- convert -O raw cz-$ct.qcow2 cz-$ct.raw
+    same_image "read compressed $ct: result" cz-$ct.raw
+    same "check compressed $ct" -- check cz-$ct.qcow2
+done
+fixture "$QEMU_IMG" create -q -f qcow2 -b plain.qcow2 -F qcow2 top.qcow2
+fixture qio -c 'write -P 0xcd 10k 1k' -c 'write -P 0xce 3M 4k' top.qcow2
+same "read through backing" -- convert -O raw top.qcow2 top.raw
+same_image "read through backing: result" top.raw
+same "info of overlay" -- info top.qcow2
+
+# ============================================================== write
+
+for o in "" "-o compat=0.10" "-o cluster_size=512" "-o cluster_size=2M" "-o refcount_bits=1" \
+         "-c" "-c -o compression_type=zstd" "-o preallocation=metadata"; do
+    same "convert to qcow2 [$o]" -- convert -O qcow2 $o src.raw w.qcow2
+    check "convert to qcow2 [$o]: bytes equal qemu-img's" cmp "$A/w.qcow2" "$B/w.qcow2"
+    verify "convert to qcow2 [$o]: check" -- check w.qcow2
+    verify "convert to qcow2 [$o]: compare" -- compare w.qcow2 src.raw
+done
+same "convert to qcow2 extended_l2" -- convert -O qcow2 -o extended_l2=on src.raw wx.qcow2
+verify "convert extended_l2: check" -- check wx.qcow2
+verify "convert extended_l2: compare" -- compare wx.qcow2 src.raw
+
+# ============================================================== check / repair
+
+mkbad() {
+    "$QEMU_IMG" create -q -f qcow2 "$1" 64M
+    qio -c 'write -P 1 0 1M' -c 'write -P 2 4M 64k' "$1"
+}
+fixture mkbad leak0.qcow2
+fixture poke leak0.qcow2 $((0x20000 + 46)) 0001
+fixture truncate -s $((24 * 65536)) leak0.qcow2
+fixture mkbad corr0.qcow2
+fixture poke corr0.qcow2 $((0x20000)) 0000
+for f in leak0 corr0; do
+    same "check $f" -- check $f.qcow2
+    same "check $f json" --filter 'grep -v filename' -- check --output=json $f.qcow2
+    fixture cp $f.qcow2 ${f}l.qcow2
+    same "check -r leaks $f" -- check -r leaks ${f}l.qcow2
+    fixture cp $f.qcow2 ${f}a.qcow2
+    same "check -r all $f" -- check -r all ${f}a.qcow2
+    verify "check -r all $f: result" -- check ${f}a.qcow2
+done
+
+# ============================================================== measure
+
+same "measure 10G" -- measure -O qcow2 --size 10G
+same "measure 1G 2M prealloc full" -- measure -O qcow2 -o cluster_size=2M,preallocation=full --size 1G
+same "measure of an image" -- measure -O qcow2 plain.qcow2
+same "measure of an image json" -- measure -O qcow2 --output=json cz-zlib.qcow2
+
+# ============================================================== hostile headers
+
+fixture "$QEMU_IMG" create -q -f qcow2 h.qcow2 1M
+for p in "20 00000008" "20 00000016" "4 00000004" "96 00000007" "100 00000010" \
+         "72 0000000000000100" "72 0000000000000100:feat" "36 00000000" "40 0000000000000001" \
+         "56 00000000" "48 0000000000000123" "104 05" "16 00001000" "8 0000000000020000"; do
+    set -- $p
+    fixture cp h.qcow2 hh.qcow2
+    fixture poke hh.qcow2 "$1" "${2%%:*}"
+    same "hostile header @$1=$2" -- info hh.qcow2
+done
