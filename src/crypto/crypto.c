@@ -206,7 +206,7 @@ uint64_t crypto_pbkdf2_count_iters(enum crypto_hash h, const void *key, size_t n
 {
     uint8_t *out = calloc(1, nout ? nout : 1);
     uint64_t iters = 1 << 15, ret = 0;
-    unsigned long long start, end, delta;
+    unsigned long long start = 0, end = 0, delta;
 
     if (!out) {
         err_set(err, ENOMEM, "Out of memory");

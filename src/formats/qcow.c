@@ -272,7 +272,7 @@ static int get_cluster_offset(struct bds *bs, uint64_t offset, int allocate,
     uint64_t l2_offset, cluster_offset;
     bool fresh = false;
     uint8_t *l2, tmp[8];
-    int r;
+    int r = 0;
 
     *result = 0;
     if (l1_index >= s->l1_size)

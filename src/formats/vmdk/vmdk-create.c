@@ -170,7 +170,7 @@ int vmdk_create(const char *filename, struct kvopts *opts, struct err *err)
     uint64_t size, created = 0, extent_size;
     uint32_t parent_cid = 0xffffffff, heads = 16, cid = 0;
     bool compat6, zeroed_grain, flat, split, compress;
-    int adapter, sub, r, idx;
+    int adapter = 0, sub = 0, r, idx;
     const char *p, *q;
 
     strbuf_init(&ext);
