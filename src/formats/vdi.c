@@ -57,7 +57,6 @@ struct vdi_state {
     uint8_t raw[H_SIZE];        /* the header as read, rewritten on allocation */
     struct vdi_header h;
     uint32_t *bmap;             /* host order */
-    uint32_t bmap_entries_alloc;
 };
 
 static bool vdi_is_allocated(uint32_t e) { return e < VDI_DISCARDED; }
@@ -170,7 +169,6 @@ static int vdi_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
             goto fail;
         for (uint64_t i = 0; i < map_bytes / 4; i++)
             s->bmap[i] = get_le32(mapbuf + i * 4);
-        s->bmap_entries_alloc = (uint32_t)(map_bytes / 4);
     }
     free(mapbuf);
     bs->total_size = s->h.disk_size;
@@ -317,7 +315,9 @@ static int vdi_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t
     }
     *map = vdi_data_offset(s, e, in);
     *file = bs->file;
-    return BLK_STATUS_DATA | BLK_STATUS_OFFSET_VALID;
+    /* Like qemu: holes in a static image's data area read as zeros. */
+    return BLK_STATUS_DATA | BLK_STATUS_OFFSET_VALID |
+           (s->h.image_type == VDI_TYPE_STATIC ? BLK_STATUS_RECURSE : 0);
 }
 
 static int vdi_get_info(struct bds *bs, struct blk_info *bi)

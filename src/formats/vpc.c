@@ -363,7 +363,8 @@ static int vpc_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t
         *pnum = len;
         *map = off;
         *file = bs->file;
-        return BLK_STATUS_DATA | BLK_STATUS_OFFSET_VALID;
+        /* Fixed images: qemu looks for holes in the host file. */
+        return BLK_STATUS_DATA | BLK_STATUS_OFFSET_VALID | BLK_STATUS_RECURSE;
     }
     uint64_t host = vpc_host_offset(s, off);
     *pnum = min_u64(len, s->block_size - off % s->block_size);

@@ -982,6 +982,32 @@ static int qcow2_flush(struct bds *bs)
     return r;
 }
 
+/* qemu's heuristic (qcow2_detect_metadata_preallocation): the image counts
+ * as metadata-preallocated when clearly more clusters carry a refcount than
+ * the file has host blocks allocated. Returns 1/0 or -errno. */
+static int qcow2_detect_meta_prealloc(struct bds *bs)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    int64_t flen = blk_getlength(bs->file), alloc = blk_get_allocated_size(bs->file);
+    uint64_t real, threshold, end, count = 0;
+
+    if (flen < 0)
+        return (int)flen;
+    if (alloc < 0)
+        return (int)alloc;
+    real = (uint64_t)alloc / s->cluster_size;
+    threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
+    end = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
+    for (uint64_t i = 0; i < end && count < threshold; i++) {
+        uint64_t ref;
+        int r = qcow2_get_refcount(bs, i, &ref);
+        if (r < 0)
+            return r;
+        count += ref != 0;
+    }
+    return count >= threshold;
+}
+
 static int qcow2_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                               uint64_t *map, struct bds **file)
 {
@@ -990,6 +1016,11 @@ static int qcow2_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64
     enum qcow2_sc_type t;
     int r, st = 0;
 
+    if (!s->meta_prealloc_checked) {
+        r = qcow2_detect_meta_prealloc(bs);
+        s->meta_prealloc = r == 1;
+        s->meta_prealloc_checked = true;
+    }
     r = qcow2_get_host_offset(bs, off, &n, &host, &t, NULL);
     if (r < 0)
         return r;
@@ -1006,6 +1037,8 @@ static int qcow2_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64
         st |= BLK_STATUS_DATA;
     if (t == QCOW2_SC_COMPRESSED)
         st |= BLK_STATUS_COMPRESSED;
+    if (s->meta_prealloc && (st & BLK_STATUS_DATA) && (st & BLK_STATUS_OFFSET_VALID))
+        st |= BLK_STATUS_RECURSE;
     return st;
 }
 

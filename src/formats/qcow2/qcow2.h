@@ -102,6 +102,8 @@ struct qcow2_state {
     struct qcow2_cache l2_cache;
     struct qcow2_cache rb_cache;
     bool need_file_flush;       /* data written since the last flush barrier */
+    bool meta_prealloc_checked; /* meta_prealloc below is valid */
+    bool meta_prealloc;         /* file looks metadata-preallocated (qemu heuristic) */
 
     uint64_t free_cluster_index;
     uint64_t free_byte_offset;  /* for compressed clusters */
