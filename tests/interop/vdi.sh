@@ -23,6 +23,8 @@ same_bytes() {
     fi
 }
 
+nosize="grep -v -e actual-size -e '^disk size'"
+
 # ============================================================== create
 
 same "create dynamic" -- create -f vdi c-dyn.vdi 10M
@@ -51,9 +53,10 @@ fixture qio -c 'write -P 0x11 0 100k' -c 'write -P 0x22 3M 4k' -c 'write -P 0x33
 fixture "$QEMU_IMG" create -q -f vdi -o static=on qs.vdi 4M
 fixture qio -c 'write -P 0x44 1M 64k' qs.vdi
 for f in q.vdi qs.vdi; do
-    same "info $f" -- info "$f"
-    same "info --output=json $f" -- info --output=json "$f"
-    same "info -f vdi $f" -- info -f vdi "$f"
+    # ext4 may allocate a block more or less for the same writes
+    same "info $f" --filter "$nosize" -- info "$f"
+    same "info --output=json $f" --filter "$nosize" -- info --output=json "$f"
+    same "info -f vdi $f" --filter "$nosize" -- info -f vdi "$f"
     same "check $f" -- check "$f"
     same "check --output=json $f" -- check --output=json "$f"
     same "check -r all $f is not supported" -- check -r all "$f"

@@ -61,6 +61,8 @@ PY
     fi
 }
 
+nosize="grep -v -e actual-size -e '^disk size'"
+
 # ============================================================== create
 
 same "create dynamic 10M (CHS rounding)" -- create -f vpc c-dyn.vpc 10M
@@ -94,8 +96,10 @@ fixture qio -c 'write -P 0x33 0 2M' -c 'write -P 0x44 4M 2M' full.vpc
 fixture "$QEMU_IMG" create -q -f vpc -o subformat=fixed qf.vpc 4M
 fixture qio -c 'write -P 0x55 1M 64k' qf.vpc
 for f in q.vpc full.vpc; do
-    same "info $f" -- info "$f"
-    same "info --output=json $f" -- info --output=json "$f"
+    # ext4 may allocate a block more or less for the same writes: sizes on
+    # the host are not compared for images written with holes
+    same "info $f" --filter "$nosize" -- info "$f"
+    same "info --output=json $f" --filter "$nosize" -- info --output=json "$f"
     same "convert $f to raw" -- convert -O raw "$f" "$f.raw"
     same_image "convert $f to raw: content" "$f.raw"
 done
@@ -149,7 +153,7 @@ fixture "$QEMU_IMG" create -q -f vpc t.vpc 12M
 fixture qio -c 'write -P 0x66 2M 1M' -c 'write -P 0x77 11M 8k' -c 'write -P 0x78 150k 4k' t.vpc
 same "convert -n into an existing image" -- convert -n -O vpc t.vpc w.vpc
 verify "convert -n: compare with the source" -- compare t.vpc w.vpc
-verify "convert -n: info" -- info --output=json w.vpc
+verify "convert -n: info" --filter "$nosize" -- info --output=json w.vpc
 same "resize is not supported" -- resize d.vpc 8M
 
 # ============================================================== hostile
