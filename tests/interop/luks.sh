@@ -26,9 +26,10 @@ qcreate -o key-secret=s,iter-time=10,cipher-alg=aes-128,cipher-mode=cbc,ivgen-al
 "$QEMU_IO" "${S[@]}" --image-opts "$(io "$W/e.luks")" -c 'write -P 0x5c 4096 100k' >/dev/null
 for f in q.luks e.luks; do cp --sparse=always "$W/$f" "$A/$f"; cp --sparse=always "$W/$f" "$B/$f"; done
 
-same "info without the secret" -- info q.luks
-same "info json without the secret" -- info --output=json q.luks
-same "info of cbc-essiv:sha256 / sha1 image" -- info e.luks
+# Disk usage of the two copies may differ by a filesystem block: filter it.
+same "info without the secret" --filter 'grep -v "^disk size:"' -- info q.luks
+same "info json without the secret" --filter 'grep -v "actual-size"' -- info --output=json q.luks
+same "info of cbc-essiv:sha256 / sha1 image" --filter 'grep -v "^disk size:"' -- info e.luks
 same "probe needs no -f" -- info -f luks e.luks
 same "convert without key-secret" -- convert -O raw q.luks o.raw
 same "convert with a wrong passphrase" -- convert --object secret,id=s,data=bad --image-opts "$(io q.luks)" -O raw o.raw
