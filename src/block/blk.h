@@ -145,6 +145,13 @@ int blk_create(const char *fmt, const char *filename, struct kvopts *opts, struc
 int blk_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf);
 int blk_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags);
 int blk_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int flags);
+/* Two-step compressed writes (see driver.h): blk_can_precompress() says
+ * whether the node offers them; blk_compress() is thread-safe and lock-free;
+ * blk_pwrite_compressed() stores its result (plen < 0: incompressible). */
+bool blk_can_precompress(struct bds *bs);
+long blk_compress(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap);
+int blk_pwrite_compressed(struct bds *bs, uint64_t off, uint64_t len, const void *buf,
+                          const void *payload, long plen);
 int blk_discard(struct bds *bs, uint64_t off, uint64_t len);
 int blk_flush(struct bds *bs);
 int64_t blk_getlength(struct bds *bs);

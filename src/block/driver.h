@@ -58,6 +58,15 @@ struct blk_driver {
     int (*pread)(struct bds *bs, uint64_t off, uint64_t len, void *buf);
     int (*pwrite)(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags);
     int (*pwrite_zeroes)(struct bds *bs, uint64_t off, uint64_t len, int flags);
+    /* Compressed writes in two steps, so that callers can compress on many
+     * threads: compress() touches no node state and is called without the
+     * node lock; it returns the payload length, or -ENOSPC when the data does
+     * not shrink. pwrite_compressed() stores one whole cluster (or the tail
+     * cluster) from compress()'s payload; plen < 0 means "store buf as the
+     * driver stores incompressible data". */
+    long (*compress)(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap);
+    int (*pwrite_compressed)(struct bds *bs, uint64_t off, uint64_t len, const void *buf,
+                             const void *payload, long plen);
     int (*discard)(struct bds *bs, uint64_t off, uint64_t len);
     int (*flush)(struct bds *bs);
     int (*block_status)(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,

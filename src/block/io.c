@@ -122,6 +122,38 @@ int blk_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int 
     return r;
 }
 
+bool blk_can_precompress(struct bds *bs)
+{
+    return bs->drv->compress && bs->drv->pwrite_compressed && bs->request_alignment <= 1;
+}
+
+long blk_compress(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap)
+{
+    if (!blk_can_precompress(bs))
+        return -ENOTSUP;
+    return bs->drv->compress(bs, buf, len, dst, cap);
+}
+
+int blk_pwrite_compressed(struct bds *bs, uint64_t off, uint64_t len, const void *buf,
+                          const void *payload, long plen)
+{
+    int r;
+    if (len == 0)
+        return 0;
+    if ((r = check_request(off, len)) < 0)
+        return r;
+    if (bs->read_only)
+        return -EPERM;
+    if (!blk_can_precompress(bs))
+        return -ENOTSUP;
+    lock_node(bs);
+    r = bs->drv->pwrite_compressed(bs, off, len, buf, payload, plen);
+    if (r == 0 && (bs->flags & BLK_O_WRITETHROUGH) && bs->drv->flush)
+        r = bs->drv->flush(bs);
+    unlock_node(bs);
+    return r;
+}
+
 int blk_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int flags)
 {
     int r;

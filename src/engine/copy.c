@@ -213,8 +213,15 @@ static int read_sources(struct copy_job *j, uint64_t off, uint64_t len, uint8_t 
     return 0;
 }
 
+/* A step's data compressed ahead of its turn (see engine_worker). */
+struct precomp {
+    bool valid;
+    const uint8_t *payload;
+    long plen;              /* < 0: incompressible */
+};
+
 static int write_step(struct copy_job *j, uint64_t off, uint64_t len, uint8_t *buf,
-                      enum copy_status st, struct err *err)
+                      enum copy_status st, const struct precomp *pc, struct err *err)
 {
     int wflags = j->compressed ? BLK_WRITE_COMPRESSED : 0;
     int r = 0;
@@ -239,7 +246,9 @@ static int write_step(struct copy_job *j, uint64_t off, uint64_t len, uint8_t *b
                     write_data = !buffer_is_zero(buf, len);
                 }
             }
-            if (write_data) {
+            if (write_data && pc && pc->valid && n == len) {
+                r = blk_pwrite_compressed(j->target, off, n, buf, pc->payload, pc->plen);
+            } else if (write_data) {
                 r = blk_pwrite(j->target, off, n, buf, wflags);
             } else if (!j->has_zero_init) {
                 r = blk_pwrite_zeroes(j->target, off, n, BLK_WRITE_MAY_UNMAP);
@@ -286,7 +295,8 @@ static void *engine_worker(void *opaque)
 {
     struct engine *e = opaque;
     struct copy_job *j = e->j;
-    uint8_t *buf = NULL;
+    uint8_t *buf = NULL, *cbuf = NULL;
+    size_t ccap = 0;
     struct err err;
 
     err_init(&err);
@@ -294,6 +304,12 @@ static void *engine_worker(void *opaque)
         err_set(&err, ENOMEM, "Could not allocate the copy buffer");
         engine_fail(e, -ENOMEM, &err);
         return NULL;
+    }
+    /* Compression happens here, on every worker, before a step waits for
+     * its turn to write; the driver then only stores the payload. */
+    if (j->compressed && blk_can_precompress(j->target)) {
+        ccap = (size_t)j->buf_size * 2 + 4096;
+        cbuf = malloc(ccap);
     }
     for (;;) {
         uint64_t off, n;
@@ -333,6 +349,15 @@ static void *engine_worker(void *opaque)
             st = ST_DATA;
             memset(buf, 0, n);
         }
+        struct precomp pc = { false, NULL, -1 };
+        if (cbuf && st == ST_DATA && !buffer_is_zero(buf, n)) {
+            long c = blk_compress(j->target, buf, n, cbuf, ccap);
+            if (c >= 0 || c == -ENOSPC) {
+                pc.valid = true;
+                pc.payload = cbuf;
+                pc.plen = c >= 0 ? c : -1;
+            }
+        }
         if (j->in_order) {
             pthread_mutex_lock(&e->lock);
             while (e->wr_off != off && !e->ret)
@@ -342,7 +367,7 @@ static void *engine_worker(void *opaque)
             if (stop)
                 break;
         }
-        r = write_step(j, off, n, buf, st, &err);
+        r = write_step(j, off, n, buf, st, &pc, &err);
         if (r < 0) {
             engine_fail(e, r, &err);
             break;
@@ -354,6 +379,7 @@ static void *engine_worker(void *opaque)
             pthread_mutex_unlock(&e->lock);
         }
     }
+    free(cbuf);
     free(buf);
     return NULL;
 }

@@ -145,78 +145,112 @@ int qcow2_read_compressed(struct bds *bs, uint64_t entry, uint8_t *out)
     return 0;
 }
 
-/* Write one whole cluster (or the partial last cluster of the image)
- * compressed. Falls back to a normal write when compression does not help,
- * as qemu does. */
-int qcow2_write_compressed(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf)
+/* Compress one whole cluster (or the partial last cluster, padded with
+ * zeros) into dst; touches no state, so many threads may call it. */
+long qcow2_compress_op(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap)
 {
-    struct qcow2_state *s = qcow2_st(bs);
-    uint64_t cs = s->cluster_size;
-    uint8_t *in = NULL, *out = NULL, *l2;
+    const struct qcow2_state *s = qcow2_st(bs);
+    size_t cs = (size_t)s->cluster_size;
+    uint8_t *in = NULL;
     long clen;
-    int64_t host;
-    uint64_t old;
-    int r;
 
-    if (qcow2_has_data_file(s))
-        return -ENOTSUP;
-    if (qcow2_off_in_cluster(s, off))
+    if (len > cs || cap < 1)
         return -EINVAL;
-    if (len != cs) {
-        if (off + len != bs->total_size || len > cs)
-            return -EINVAL;
+    if (len < cs) {
+        /* The tail cluster is compressed padded with zeros. */
         in = calloc(1, cs);
         if (!in)
             return -ENOMEM;
         memcpy(in, buf, len);
         buf = in;
     }
-    out = malloc(cs);
-    if (!out) {
-        free(in);
-        return -ENOMEM;
-    }
-    clen = qcow2_compress(s->compression_type, buf, cs, out, cs - 1);
-    if (clen == -ENOSPC) {
-        /* Incompressible: store it as a normal cluster. */
-        r = qcow2_write_data(bs, off, len, buf);
-        goto done;
-    }
-    if (clen < 0) {
-        r = (int)clen;
-        goto done;
-    }
+    clen = qcow2_compress(s->compression_type, buf, cs, dst, cap < cs ? cap : cs - 1);
+    free(in);
+    return clen;
+}
+
+/* Store one compressed cluster at guest offset off: clen bytes of out. */
+static int store_compressed(struct bds *bs, uint64_t off, const uint8_t *out, uint64_t clen)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint8_t *l2;
+    int64_t host;
+    uint64_t old;
+    int r;
+
     r = qcow2_get_l2(bs, off, true, &l2);
     if (r < 0)
-        goto done;
+        return r;
     old = qcow2_l2e_get(s, l2, qcow2_l2_index(s, off));
-    if (old & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED)) {
-        /* qemu refuses compressed writes over allocated clusters. */
-        r = -EIO;
-        goto done;
-    }
-    host = qcow2_alloc_bytes(bs, (uint64_t)clen);
-    if (host < 0) {
-        r = (int)host;
-        goto done;
-    }
-    r = blk_pwrite(bs->file, (uint64_t)host, (uint64_t)clen, out, 0);
+    if (old & (QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED))
+        return -EIO;    /* qemu refuses compressed writes over allocated clusters */
+    host = qcow2_alloc_bytes(bs, clen);
+    if (host < 0)
+        return (int)host;
+    r = blk_pwrite(bs->file, (uint64_t)host, clen, out, 0);
     if (r < 0) {
-        qcow2_free_clusters(bs, (uint64_t)host, (uint64_t)clen);
-        goto done;
+        qcow2_free_clusters(bs, (uint64_t)host, clen);
+        return r;
     }
     s->need_file_flush = true;
     s->wrote_compressed = true;
     r = qcow2_get_l2(bs, off, true, &l2);
     if (r < 0)
-        goto done;
+        return r;
     qcow2_l2e_set(s, l2, qcow2_l2_index(s, off),
-                  qcow2_compressed_encode((uint64_t)host, (uint64_t)clen, s->cluster_bits));
+                  qcow2_compressed_encode((uint64_t)host, clen, s->cluster_bits));
     qcow2_l2b_set(s, l2, qcow2_l2_index(s, off), 0);
     qcow2_cache_mark_dirty(&s->l2_cache, l2);
     s->cbuf_entry = 0;
-done:
-    free(in);
+    return 0;
+}
+
+static int check_compressed_request(struct bds *bs, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    if (qcow2_has_data_file(s))
+        return -ENOTSUP;
+    if (qcow2_off_in_cluster(s, off))
+        return -EINVAL;
+    if (len != s->cluster_size && (off + len != bs->total_size || len > s->cluster_size))
+        return -EINVAL;
+    return 0;
+}
+
+int qcow2_pwrite_compressed_op(struct bds *bs, uint64_t off, uint64_t len, const void *buf,
+                               const void *payload, long plen)
+{
+    int r = check_compressed_request(bs, off, len);
+    if (r < 0)
+        return r;
+    if (plen < 0)
+        return qcow2_write_data(bs, off, len, buf);   /* incompressible */
+    if ((uint64_t)plen >= qcow2_st(bs)->cluster_size || plen == 0)
+        return -EINVAL;
+    return store_compressed(bs, off, payload, (uint64_t)plen);
+}
+
+/* Write one whole cluster (or the partial last cluster of the image)
+ * compressed. Falls back to a normal write when compression does not help,
+ * as qemu does. */
+int qcow2_write_compressed(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf)
+{
+    uint8_t *out;
+    long clen;
+    int r = check_compressed_request(bs, off, len);
+
+    if (r < 0)
+        return r;
+    out = malloc((size_t)qcow2_st(bs)->cluster_size);
+    if (!out)
+        return -ENOMEM;
+    clen = qcow2_compress_op(bs, buf, (size_t)len, out, (size_t)qcow2_st(bs)->cluster_size - 1);
+    if (clen == -ENOSPC)
+        r = qcow2_write_data(bs, off, len, buf);   /* incompressible: a normal cluster */
+    else if (clen < 0)
+        r = (int)clen;
+    else
+        r = store_compressed(bs, off, out, (uint64_t)clen);
     free(out);
     return r;
 }

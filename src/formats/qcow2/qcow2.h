@@ -229,6 +229,10 @@ int qcow2_decompress(int type, const uint8_t *src, size_t slen, uint8_t *dst, si
 long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen);
 int qcow2_read_compressed(struct bds *bs, uint64_t entry, uint8_t *out);
 int qcow2_write_compressed(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf);
+/* The driver's two-step compressed write (driver.h compress/pwrite_compressed). */
+long qcow2_compress_op(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap);
+int qcow2_pwrite_compressed_op(struct bds *bs, uint64_t off, uint64_t len, const void *buf,
+                               const void *payload, long plen);
 
 /* qcow2-create.c */
 extern const struct opt_desc qcow2_create_opts[];

@@ -92,8 +92,19 @@ out:
     return r;
 }
 
+long vmdk_compress_grain(const void *buf, size_t len, void *dst, size_t cap)
+{
+    uLongf out_len = (uLongf)cap;
+    int zr = compress(dst, &out_len, buf, (uLong)len);
+    if (zr == Z_BUF_ERROR)
+        return -ENOSPC;
+    if (zr != Z_OK || out_len == 0)
+        return -EINVAL;
+    return (long)out_len;
+}
+
 int vmdk_write_compressed(struct vmdk_extent *e, uint64_t cluster_offset, uint64_t guest_offset,
-                          uint64_t len, const void *buf)
+                          uint64_t len, const void *buf, const void *payload, long plen)
 {
     uint64_t cluster_bytes = e->cluster_sectors * VMDK_SECTOR;
     uLongf out_len = (uLongf)(cluster_bytes * 2);
@@ -106,8 +117,11 @@ int vmdk_write_compressed(struct vmdk_extent *e, uint64_t cluster_offset, uint64
     g = malloc((size_t)(cluster_bytes * 2 + VMDK_GRAIN_MARKER_SIZE + VMDK_SECTOR));
     if (!g)
         return -ENOMEM;
-    if (compress(g + VMDK_GRAIN_MARKER_SIZE, &out_len, buf, (uLong)len) != Z_OK ||
-        out_len == 0) {
+    if (payload && plen > 0 && (uint64_t)plen <= cluster_bytes * 2) {
+        memcpy(g + VMDK_GRAIN_MARKER_SIZE, payload, (size_t)plen);
+        out_len = (uLongf)plen;
+    } else if (compress(g + VMDK_GRAIN_MARKER_SIZE, &out_len, buf, (uLong)len) != Z_OK ||
+               out_len == 0) {
         r = -EINVAL;
         goto out;
     }

@@ -560,7 +560,7 @@ static int vmdk_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 /* qemu's vmdk_pwritev: zeroed requests use zeroed-grain GTEs when every
  * grain is whole, else -ENOTSUP (the core then writes zero buffers). */
 static int do_write(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf, bool zeroed,
-                    bool dry_run)
+                    bool dry_run, const void *payload, long plen)
 {
     struct vmdk_state *s = bs->opaque;
     struct vmdk_extent *e = NULL;
@@ -602,7 +602,8 @@ static int do_write(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *b
             }
         } else {
             if (e->compressed)
-                r = vmdk_write_compressed(e, cluster_offset, off, n, buf);
+                r = vmdk_write_compressed(e, cluster_offset, off, n, buf,
+                                          n == len ? payload : NULL, plen);
             else
                 r = blk_pwrite(e->file, cluster_offset + in_cluster, n, buf, 0);
             if (r < 0)
@@ -629,15 +630,27 @@ static int do_write(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *b
 static int vmdk_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
 {
     (void)flags;
-    return do_write(bs, off, len, buf, false, false);
+    return do_write(bs, off, len, buf, false, false, NULL, -1);
+}
+
+static long vmdk_compress(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap)
+{
+    (void)bs;
+    return vmdk_compress_grain(buf, len, dst, cap);
+}
+
+static int vmdk_pwrite_compressed(struct bds *bs, uint64_t off, uint64_t len, const void *buf,
+                                  const void *payload, long plen)
+{
+    return do_write(bs, off, len, buf, false, false, payload, plen);
 }
 
 static int vmdk_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int flags)
 {
     (void)flags;
-    int r = do_write(bs, off, len, NULL, true, true);
+    int r = do_write(bs, off, len, NULL, true, true, NULL, -1);
     if (r == 0)
-        r = do_write(bs, off, len, NULL, true, false);
+        r = do_write(bs, off, len, NULL, true, false, NULL, -1);
     return r;
 }
 
@@ -831,6 +844,8 @@ const struct blk_driver vmdk_driver = {
     .pread = vmdk_pread,
     .pwrite = vmdk_pwrite,
     .pwrite_zeroes = vmdk_pwrite_zeroes,
+    .compress = vmdk_compress,
+    .pwrite_compressed = vmdk_pwrite_compressed,
     .flush = vmdk_flush,
     .block_status = vmdk_block_status,
     .get_allocated_size = vmdk_get_allocated_size,

@@ -114,8 +114,12 @@ int vmdk_l2_update(struct vmdk_extent *e, struct vmdk_meta *m, uint32_t value);
 /* vmdk-stream.c */
 int vmdk_read_compressed(struct vmdk_extent *e, uint64_t cluster_offset,
                          uint64_t offset_in_cluster, uint64_t len, void *buf);
+/* zlib-compress one grain's data (thread-safe); -ENOSPC if cap is short. */
+long vmdk_compress_grain(const void *buf, size_t len, void *dst, size_t cap);
+/* Write a grain with its marker; payload/plen, when given, is the grain
+ * already compressed by vmdk_compress_grain(). */
 int vmdk_write_compressed(struct vmdk_extent *e, uint64_t cluster_offset, uint64_t guest_offset,
-                          uint64_t len, const void *buf);
+                          uint64_t len, const void *buf, const void *payload, long plen);
 int vmdk_read_footer(struct bds *file, uint8_t header[512], struct err *err);
 
 /* vmdk-create.c */
