@@ -45,8 +45,6 @@ int blk_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
         *pnum = len;        /* a driver may answer for more than asked */
     if (r & (BLK_STATUS_DATA | BLK_STATUS_ZERO))
         r |= BLK_STATUS_ALLOCATED;
-    else if (bs->drv->kind == BLK_KIND_FORMAT && !bs->drv->supports_backing)
-        r |= BLK_STATUS_ZERO;
     else if (!bs->backing) {
         r |= BLK_STATUS_ZERO;
     } else {

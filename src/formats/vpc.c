@@ -4,10 +4,17 @@
  * with qemu 7.2's interpretation of the size fields.
  *
  * Fixed disks are the guest bytes followed by a 512-byte footer; dynamic
- * (and differencing, read as dynamic like qemu does) disks start with a
- * footer copy, then the dynamic header, the BAT (big-endian u32 sector
- * numbers, 0xffffffff = unallocated) and blocks, each a sector bitmap
- * followed by block_size bytes of data; the footer ends the file.
+ * and differencing disks start with a footer copy, then the dynamic
+ * header, the BAT (big-endian u32 sector numbers, 0xffffffff =
+ * unallocated) and blocks, each a sector bitmap followed by block_size
+ * bytes of data; the footer ends the file.
+ *
+ * Differencing disks ("Dynamic Disk Header Format": parent name and
+ * locator entries) go beyond qemu 7.2, which reads them as plain dynamic
+ * disks and so shows zeros where the parent's data belongs: here the
+ * parent named by the locators (W2ru relative, then W2ku absolute, then
+ * MacX URL, then the parent's unicode name) becomes the backing file, and
+ * a sector reads from this file only when its bitmap bit is set.
  *
  * Invariants after open: total_size <= 2040 GiB; for dynamic disks
  * block_size is a power of two >= 512, the whole BAT is in memory and
@@ -18,17 +25,23 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "block/driver.h"
+#include "util/utf16.h"
 
 #define VHD_FOOTER_SIZE 512u
 #define VHD_DYN_SIZE 1024u
 #define VHD_FIXED 2u
 #define VHD_DYNAMIC 3u
+#define VHD_DIFF 4u
+#define VHD_LOCATORS 8
+#define VHD_LOCATOR_SIZE 24u
+#define VHD_LOCATOR_MAX 8192u             /* bytes of one parent path */
 #define VHD_TIMESTAMP_BASE 946684800LL   /* 2000-01-01 00:00:00 UTC */
 #define VHD_CHS_MAX_C 65535LL
 #define VHD_CHS_MAX_H 16
@@ -48,8 +61,11 @@ enum {
 /* Dynamic header field offsets. */
 enum {
     D_COOKIE = 0, D_DATA_OFFSET = 8, D_TABLE_OFFSET = 16, D_VERSION = 24,
-    D_MAX_ENTRIES = 28, D_BLOCK_SIZE = 32, D_CHECKSUM = 36,
+    D_MAX_ENTRIES = 28, D_BLOCK_SIZE = 32, D_CHECKSUM = 36, D_PARENT_NAME = 64,
+    D_LOCATOR = 576,
 };
+/* Parent locator entry field offsets. */
+enum { L_CODE = 0, L_SPACE = 4, L_LEN = 8, L_OFFSET = 16 };
 
 struct vpc_state {
     uint8_t footer[VHD_FOOTER_SIZE];   /* as read; rewritten at the file end */
@@ -61,6 +77,9 @@ struct vpc_state {
     uint32_t block_size, bitmap_size;
     uint64_t free_data_block_offset;
     uint64_t last_bitmap_offset;       /* UINT64_MAX: none written yet */
+    bool diff;                         /* differencing: per-sector bitmaps count */
+    uint8_t *bm;                       /* differencing: bitmap of block bm_offset */
+    uint64_t bm_offset;                /* UINT64_MAX: bm holds nothing */
 };
 
 /* One's complement of the byte sum (both structures use it). */
@@ -90,6 +109,94 @@ static bool vpc_creator_uses_current_size(const uint8_t *app)
         if (!memcmp(app, apps[i], 4))
             return true;
     return !memcmp(app, "tap\0", 4);
+}
+
+/* Decode one locator's path; NULL when unusable. */
+static char *vpc_locator_path(struct bds *bs, const uint8_t *loc, uint64_t flen)
+{
+    uint32_t len = get_be32(loc + L_LEN);
+    uint64_t off = get_be64(loc + L_OFFSET), end;
+    uint8_t *raw;
+    char *path = NULL;
+
+    if (!len || len > VHD_LOCATOR_MAX || ckd_add(&end, off, (uint64_t)len) || end > flen)
+        return NULL;
+    raw = malloc(len);
+    if (!raw)
+        return NULL;
+    if (blk_pread(bs->file, off, len, raw) == 0) {
+        if (!memcmp(loc + L_CODE, "MacX", 4)) {
+            /* A file:// URL in UTF-8, %-escaped. */
+            size_t n = strnlen((char *)raw, len), o = 0, i = 0;
+            if (n >= 7 && !memcmp(raw, "file://", 7))
+                i = 7;
+            path = malloc(n + 1);
+            for (; path && i < n; i++) {
+                unsigned v;
+                if (raw[i] == '%' && i + 2 < n && sscanf((char *)raw + i + 1, "%2x", &v) == 1) {
+                    path[o++] = (char)v;
+                    i += 2;
+                } else {
+                    path[o++] = (char)raw[i];
+                }
+            }
+            if (path)
+                path[o] = '\0';
+        } else {
+            path = utf16_to_utf8(raw, len, false);
+        }
+    }
+    free(raw);
+    if (path) {
+        /* Windows separators; a relative path starts with ".\". */
+        for (char *c = path; *c; c++)
+            if (*c == '\\')
+                *c = '/';
+        if (!strncmp(path, "./", 2))
+            memmove(path, path + 2, strlen(path + 2) + 1);
+        if (!path[0]) {
+            free(path);
+            path = NULL;
+        }
+    }
+    return path;
+}
+
+/* A differencing disk's parent: the best locator, else its unicode name. */
+static int vpc_open_parent(struct bds *bs, const uint8_t *dyn, uint64_t flen, struct err *err)
+{
+    static const char codes[][5] = { "W2ru", "W2ku", "MacX" };
+    struct vpc_state *s = bs->opaque;
+    char *path = NULL;
+
+    for (size_t c = 0; !path && c < sizeof(codes) / sizeof(codes[0]); c++)
+        for (int i = 0; !path && i < VHD_LOCATORS; i++) {
+            const uint8_t *loc = dyn + D_LOCATOR + i * VHD_LOCATOR_SIZE;
+            if (!memcmp(loc + L_CODE, codes[c], 4))
+                path = vpc_locator_path(bs, loc, flen);
+        }
+    if (!path) {
+        path = utf16_to_utf8(dyn + D_PARENT_NAME, 512, true);
+        if (path && !path[0]) {
+            free(path);
+            path = NULL;
+        }
+    }
+    if (!path)
+        return err_set(err, EINVAL, "Differencing VHD image names no usable parent");
+    s->diff = true;
+    s->bm = malloc(s->bitmap_size);
+    if (!s->bm) {
+        free(path);
+        return err_set(err, ENOMEM, "Unable to allocate memory for the sector bitmap");
+    }
+    s->bm_offset = UINT64_MAX;
+    bs->backing_file = path;
+    bs->backing_format = strdup("vpc");
+    /* Partial sectors must be merged with the parent's: io.c does the
+     * read-modify-write when requests are sector aligned. */
+    bs->request_alignment = 512;
+    return bs->backing_format ? 0 : err_set(err, ENOMEM, "Out of memory");
 }
 
 static int vpc_open_dynamic(struct bds *bs, uint64_t total_sectors, struct err *err)
@@ -159,6 +266,8 @@ static int vpc_open_dynamic(struct bds *bs, uint64_t total_sectors, struct err *
     if (s->free_data_block_offset > (uint64_t)flen)
         goto truncated;
     s->last_bitmap_offset = UINT64_MAX;
+    if (s->type == VHD_DIFF && (r = vpc_open_parent(bs, dyn, (uint64_t)flen, err)) < 0)
+        goto fail;
     return 0;
 
 truncated:
@@ -168,6 +277,8 @@ fail:
     free(raw);
     free(s->bat);
     s->bat = NULL;
+    free(s->bm);
+    s->bm = NULL;
     return r;
 }
 
@@ -232,6 +343,8 @@ static void vpc_close(struct bds *bs)
     struct vpc_state *s = bs->opaque;
     free(s->bat);
     s->bat = NULL;
+    free(s->bm);
+    s->bm = NULL;
 }
 
 static bool vpc_passthrough(const struct vpc_state *s)
@@ -249,6 +362,70 @@ static uint64_t vpc_host_offset(const struct vpc_state *s, uint64_t off)
     return 512 * (uint64_t)s->bat[idx] + s->bitmap_size + off % s->block_size;
 }
 
+/* Differencing disks: load the sector bitmap of the block at host offset
+ * bm_off (cached, one block). */
+static int vpc_load_bitmap(struct bds *bs, uint64_t bm_off)
+{
+    struct vpc_state *s = bs->opaque;
+    int r;
+
+    if (s->bm_offset == bm_off)
+        return 0;
+    s->bm_offset = UINT64_MAX;
+    if ((r = blk_pread(bs->file, bm_off, s->bitmap_size, s->bm)) < 0)
+        return r;
+    s->bm_offset = bm_off;
+    return 0;
+}
+
+static bool vpc_bit(const struct vpc_state *s, uint64_t sector)
+{
+    return s->bm[sector / 8] & (0x80 >> (sector % 8));
+}
+
+/* Length of the run of sectors at off (inside an allocated block whose
+ * bitmap is loaded) that share off's bit, capped at len; *present = bit. */
+static uint64_t vpc_bit_run(const struct vpc_state *s, uint64_t off, uint64_t len, bool *present)
+{
+    uint64_t first = (off % s->block_size) / 512;
+    uint64_t last = min_u64((off % s->block_size + len + 511) / 512, s->block_size / 512);
+    uint64_t i = first + 1;
+
+    *present = vpc_bit(s, first);
+    while (i < last && vpc_bit(s, i) == *present)
+        i++;
+    return min_u64(len, i * 512 - off % s->block_size);
+}
+
+static uint64_t vpc_bitmap_offset(const struct vpc_state *s, uint64_t off)
+{
+    return 512 * (uint64_t)s->bat[off / s->block_size];
+}
+
+static int vpc_pread_diff(struct bds *bs, uint64_t off, uint64_t len, uint8_t *p)
+{
+    struct vpc_state *s = bs->opaque;
+    int r;
+
+    while (len) {
+        uint64_t n = min_u64(len, s->block_size - off % s->block_size);
+        uint64_t host = vpc_host_offset(s, off);
+        bool present = false;
+        if (host != UINT64_MAX) {
+            if ((r = vpc_load_bitmap(bs, vpc_bitmap_offset(s, off))) < 0)
+                return r;
+            n = vpc_bit_run(s, off, n, &present);
+        }
+        r = present ? blk_pread(bs->file, host, n, p) : blk_read_backing(bs, off, n, p);
+        if (r < 0)
+            return r;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static int vpc_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
     struct vpc_state *s = bs->opaque;
@@ -256,6 +433,8 @@ static int vpc_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 
     if (vpc_passthrough(s))
         return blk_pread(bs->file, off, len, buf);
+    if (s->diff)
+        return vpc_pread_diff(bs, off, len, p);
     while (len) {
         uint64_t n = min_u64(len, s->block_size - off % s->block_size);
         uint64_t host = vpc_host_offset(s, off);
@@ -284,7 +463,8 @@ static int vpc_write_bitmap(struct bds *bs, uint64_t at)
     bm = malloc(s->bitmap_size);
     if (!bm)
         return -ENOMEM;
-    memset(bm, 0xff, s->bitmap_size);
+    /* A differencing disk's new block holds no sector yet. */
+    memset(bm, s->diff ? 0 : 0xff, s->bitmap_size);
     r = blk_pwrite(bs->file, at, s->bitmap_size, bm, 0);
     free(bm);
     if (r == 0)
@@ -321,6 +501,32 @@ static int vpc_alloc_block(struct bds *bs, uint64_t off)
     return 0;
 }
 
+/* Differencing disks: after the data, set the bits of the sectors
+ * [off, off+n) of one block (requests are sector aligned). */
+static int vpc_mark_present(struct bds *bs, uint64_t off, uint64_t n)
+{
+    struct vpc_state *s = bs->opaque;
+    uint64_t bm_off = vpc_bitmap_offset(s, off);
+    uint64_t first = (off % s->block_size) / 512, end = first + n / 512;
+    bool changed = false;
+    int r;
+
+    if ((r = vpc_load_bitmap(bs, bm_off)) < 0)
+        return r;
+    for (uint64_t i = first; i < end; i++) {
+        if (!vpc_bit(s, i)) {
+            s->bm[i / 8] |= (uint8_t)(0x80 >> (i % 8));
+            changed = true;
+        }
+    }
+    if (!changed)
+        return 0;
+    r = blk_pwrite(bs->file, bm_off, s->bitmap_size, s->bm, 0);
+    if (r < 0)
+        s->bm_offset = UINT64_MAX;
+    return r;
+}
+
 static int vpc_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
 {
     struct vpc_state *s = bs->opaque;
@@ -337,7 +543,7 @@ static int vpc_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *bu
             if ((r = vpc_alloc_block(bs, off)) < 0)
                 return r;
             host = vpc_host_offset(s, off);
-        } else {
+        } else if (!s->diff) {
             uint64_t bm = host - s->bitmap_size - off % s->block_size;
             if (bm != s->last_bitmap_offset) {
                 s->last_bitmap_offset = bm;
@@ -346,6 +552,8 @@ static int vpc_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *bu
             }
         }
         if ((r = blk_pwrite(bs->file, host, n, p, 0)) < 0)
+            return r;
+        if (s->diff && (r = vpc_mark_present(bs, off, n)) < 0)
             return r;
         p += n;
         off += n;
@@ -368,6 +576,15 @@ static int vpc_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t
     }
     uint64_t host = vpc_host_offset(s, off);
     *pnum = min_u64(len, s->block_size - off % s->block_size);
+    if (host != UINT64_MAX && s->diff) {
+        bool present;
+        int r = vpc_load_bitmap(bs, vpc_bitmap_offset(s, off));
+        if (r < 0)
+            return r;
+        *pnum = vpc_bit_run(s, off, *pnum, &present);
+        if (!present)
+            return 0;   /* the parent answers */
+    }
     if (host != UINT64_MAX) {
         /* One block at most: a bitmap separates consecutive blocks. */
         *map = host;
@@ -376,7 +593,7 @@ static int vpc_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t
     }
     while (*pnum < len && vpc_host_offset(s, off + *pnum) == UINT64_MAX)
         *pnum = min_u64(len, *pnum + s->block_size);
-    return BLK_STATUS_ZERO;
+    return s->diff ? 0 : BLK_STATUS_ZERO;
 }
 
 static int vpc_get_info(struct bds *bs, struct blk_info *bi)
