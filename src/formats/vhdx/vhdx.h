@@ -208,6 +208,13 @@ struct vhdx_state {
 
     uint32_t bat_entries;
     uint64_t *bat;                  /* host-endian copy of the BAT */
+
+    /* Differencing images (read-only, beyond qemu 7.2): the parent comes
+     * from the parent locator; sb holds the sector bitmap bytes of one
+     * payload block (sb_offset: their file offset, UINT64_MAX = none). */
+    bool diff;
+    uint8_t *sb;
+    uint64_t sb_offset;
 };
 
 struct bds;
