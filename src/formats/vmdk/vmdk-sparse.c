@@ -47,6 +47,8 @@ void vmdk_extent_release(struct vmdk_extent *e)
     free(e->l1_table);
     free(e->l1_backup_table);
     free(e->l2_cache);
+    free(e->se_l1);
+    free(e->se_l2);
     free(e->type);
     if (e->own_file && e->file)
         blk_close(e->file);
@@ -388,6 +390,8 @@ int vmdk_get_cluster(struct bds *bs, struct vmdk_extent *e, struct vmdk_meta *m,
         *cluster_offset = e->flat_start_offset;
         return VMDK_OK;
     }
+    if (e->sesparse)
+        return allocate ? VMDK_ERROR : vmdk_sesparse_get_cluster(e, offset, cluster_offset);
     rel = offset - (e->end_sector - e->sectors) * VMDK_SECTOR;
     l1_index = (rel >> 9) / e->l1_entry_sectors;
     if (l1_index >= e->l1_size)

@@ -336,10 +336,6 @@ static int parse_extents(struct bds *bs, const char *desc, int depth, struct err
             (strcmp(type, "FLAT") && strcmp(type, "SPARSE") && strcmp(type, "VMFS") &&
              strcmp(type, "VMFSSPARSE") && strcmp(type, "SESPARSE")))
             continue;
-        if (!strcmp(type, "SESPARSE")) {
-            r = err_set(err, ENOTSUP, "Unsupported extent type '%s'", type);
-            goto out;
-        }
         if (fname[0] == '/') {
             path = strdup(fname);
         } else {
@@ -380,6 +376,13 @@ static int parse_extents(struct bds *bs, const char *desc, int depth, struct err
                 goto out;
             }
             e->flat_start_offset = (uint64_t)flat_offset << 9;
+        } else if (!strcmp(type, "SESPARSE")) {
+            r = vmdk_open_sesparse(bs, file, bs->flags, err);
+            if (r < 0) {
+                blk_close(file);
+                goto out;
+            }
+            e = &s->extents[s->num_extents - 1];
         } else {
             char *buf = vmdk_read_desc(file, 0, err);
             r = buf ? vmdk_open_sparse(bs, file, true, bs->flags, buf, depth, err) : -EINVAL;

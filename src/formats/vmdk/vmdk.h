@@ -71,6 +71,14 @@ struct vmdk_extent {
     uint32_t l2_cache_counts[VMDK_L2_CACHE_SIZE];
     uint64_t cluster_sectors;   /* grain size; whole extent when flat */
     uint64_t next_cluster_sector;
+    /* seSparse extents (vmdk-sesparse.c): 64-bit tables, read-only */
+    bool sesparse;
+    uint64_t *se_l1;            /* grain directory, host order */
+    uint32_t se_l1_avail;       /* entries of it inside the file (the rest read 0) */
+    uint64_t *se_l2;            /* one cached grain table */
+    uint64_t se_l2_offset;      /* its sector, UINT64_MAX = none */
+    uint64_t se_tables_offset;  /* sectors */
+    uint64_t se_grains_offset;  /* sectors */
 };
 
 struct vmdk_state {
@@ -110,6 +118,10 @@ int vmdk_get_cluster(struct bds *bs, struct vmdk_extent *e, struct vmdk_meta *m,
                      bool allocate, uint64_t *cluster_offset, uint64_t skip_start,
                      uint64_t skip_end);
 int vmdk_l2_update(struct vmdk_extent *e, struct vmdk_meta *m, uint32_t value);
+
+/* vmdk-sesparse.c */
+int vmdk_open_sesparse(struct bds *bs, struct bds *file, int flags, struct err *err);
+int vmdk_sesparse_get_cluster(struct vmdk_extent *e, uint64_t offset, uint64_t *cluster_offset);
 
 /* vmdk-stream.c */
 int vmdk_read_compressed(struct vmdk_extent *e, uint64_t cluster_offset,
