@@ -92,7 +92,8 @@ int blk_snapshot_delete(struct bds *bs, const char *id, const char *name, struct
 int blk_snapshot_load_tmp(struct bds *bs, const char *id, const char *name, struct err *err)
 {
     if (!bs->drv->snapshot || !bs->drv->snapshot->load_tmp)
-        return err_set(err, ENOTSUP, "Block driver does not support snapshots");
+        return err_set(err, ENOTSUP, "Block format '%s' used by device '' does not support "
+                       "temporarily loading internal snapshots", bs->drv->name);
     return bs->drv->snapshot->load_tmp(bs, id, name, err);
 }
 

@@ -54,50 +54,36 @@ int img_create_common(const char *filename, const char *fmt, const char *base_fi
     const char *bfmt = kvopts_get(opts, "backing_fmt");
     if (backing && !strcmp(filename, backing))
         return err_set(err, EINVAL, "Error: Trying to create an image with the same filename as the backing file");
-    if (backing && backing[0] && !bfmt) {
-        /* qemu 7.2 refuses this and hints at the probed format. */
-        char *full = blk_resolve_backing(filename, backing);
-        struct err e2;
-        err_init(&e2);
-        struct bds *b = blk_open(full, NULL, NULL, BLK_O_NO_BACKING | BLK_O_SHARE, &e2);
-        free(full);
-        if (b) {
-            r = err_set(err, EINVAL, "Backing file specified without backing format\n"
-                        "Detected format of %s.", blk_driver_name(b->drv));
-            blk_close(b);
-            return r;
-        }
+    /* qemu 7.2 opens the backing file (probing without -F) unless -u:
+     * to check it, to refuse a missing -F naming the probed format, and
+     * to take the size from it. */
+    if (backing && backing[0] && unsafe && !bfmt)
         return err_set(err, EINVAL, "Backing file specified without backing format");
-    }
-    if (!kvopts_has(opts, "size")) {
-        if (backing && backing[0] && !unsafe) {
-            char *full = blk_resolve_backing(filename, backing);
-            struct err e2;
-            err_init(&e2);
-            struct bds *b = blk_open(full, bfmt, NULL, BLK_O_NO_BACKING | BLK_O_SHARE, &e2);
-            if (!b) {
-                r = err_set(err, e2.code ? e2.code : EIO, "Could not open backing file: %s", e2.msg);
-                free(full);
-                return r;
-            }
-            free(full);
-            char num[32];
-            snprintf(num, sizeof(num), "%lld", (long long)blk_getlength(b));
-            blk_close(b);
-            kvopts_set(opts, "size", num);
-        } else {
-            return err_set(err, EINVAL, "Image creation needs a size parameter");
-        }
-    } else if (backing && backing[0] && !unsafe) {
+    if (backing && backing[0] && !unsafe) {
         char *full = blk_resolve_backing(filename, backing);
         struct err e2;
         err_init(&e2);
         struct bds *b = blk_open(full, bfmt, NULL, BLK_O_NO_BACKING | BLK_O_SHARE, &e2);
         free(full);
         if (!b)
-            return err_set(err, e2.code ? e2.code : EIO, "Could not open backing image.");
+            return err_set(err, e2.code ? e2.code : EIO, "%s\nCould not open backing image.",
+                           e2.msg);
+        if (!bfmt) {
+            r = err_set(err, EINVAL, "Backing file specified without backing format\n"
+                        "Detected format of %s.", blk_driver_name(b->drv));
+            err->no_newline = true;
+            blk_close(b);
+            return r;
+        }
+        if (!kvopts_has(opts, "size")) {
+            char num[32];
+            snprintf(num, sizeof(num), "%lld", (long long)blk_getlength(b));
+            kvopts_set(opts, "size", num);
+        }
         blk_close(b);
     }
+    if (!kvopts_has(opts, "size"))
+        return err_set(err, EINVAL, "Image creation needs a size parameter");
     if (!quiet) {
         snprintf(line, sizeof(line), "Formatting '%s', fmt=%s", filename, fmt);
         create_opts_format_line(&co, opts, line, sizeof(line));
@@ -170,7 +156,12 @@ int cmd_create(int argc, char **argv)
     bool existed = stat(filename, &st) == 0;
     if (img_create_common(filename, fmt, base_filename, base_fmt, &opts, img_size, unsafe,
                           quiet, &e) < 0) {
-        error_report("%s: %s", filename, e.msg);
+        if (e.no_newline) {
+            fflush(stdout);
+            fprintf(stderr, "%s: %s: %s", prog_name, filename, e.msg);
+        } else {
+            error_report("%s: %s", filename, e.msg);
+        }
         goto out;
     }
     (void)existed;

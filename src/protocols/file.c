@@ -92,6 +92,8 @@ static int file_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
 
     if (!strncmp(fn, "file:", 5))
         fn += 5;
+    if (!fn[0])
+        return err_set(err, EINVAL, "The 'file' block driver requires a file name");
     if (flags & BLK_O_NOCACHE)
         oflags |= O_DIRECT;
     s->fd = open(fn, oflags);

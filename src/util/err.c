@@ -10,6 +10,7 @@ void err_init(struct err *e)
     if (e) {
         e->set = false;
         e->code = 0;
+        e->no_newline = false;
         e->msg[0] = '\0';
     }
 }

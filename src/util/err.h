@@ -12,6 +12,8 @@
 struct err {
     bool set;
     int code;               /* positive errno */
+    bool no_newline;        /* qemu prints this one without its final newline
+                               (a hint that lacks one) */
     char msg[ERR_MSG_MAX];
 };
 

@@ -284,22 +284,35 @@ else
     echo "# qimg has no qcow2 driver yet: qcow2 cases skipped"
 fi
 
-# ============================================================== pending
-# Differences that need fixes outside the command files; run them with
-# QIMG_PENDING=1 (see the report of the commands work).
-if [ "${QIMG_PENDING:-0}" = 1 ]; then
-    # raw's measure must round --size up to 512 bytes (qemu's raw_measure)
-    same "pending: measure --size 1000 rounds to sectors" -- measure --size 1000
-    # bdrv_measure's wording is "Block driver '%s' does not support size measurement"
-    same "pending: measure -O file" -- measure -O file --size 1M
-    # bdrv_snapshot_load_tmp's message for drivers without the operation
-    same "pending: measure -l on raw" -- measure -l snap d1.raw
-    same "pending: measure -l snapshot.id on raw" -- measure -l snapshot.id=1 d1.raw
-    # an empty file name: "The 'file' block driver requires a file name"
-    same "pending: dd if= (empty)" -- dd if= of=e.raw
-    # qcow2's measure: a bad preallocation is qapi_enum_parse's
-    # "invalid parameter value: bogus" there (src/formats/qcow2)
-    same "pending: qcow2 measure preallocation=bogus" -- measure -O qcow2 -o preallocation=bogus --size 1M
-    # --object with an unknown type
-    same "pending: compare --object bogus type" -- compare --object foo d1.raw d1.raw
+# ==================================================== wording and quirks
+same "measure --size 1000 rounds to sectors" -- measure --size 1000
+same "measure -O file" -- measure -O file --size 1M
+same "measure -l on raw" -- measure -l snap d1.raw
+same "measure -l snapshot.id on raw" -- measure -l snapshot.id=1 d1.raw
+same "convert -l on raw" -- convert -l snap d1.raw o-l.raw
+same "dd if= (empty)" -- dd if= of=e.raw
+same "info of an empty file name" -- info ''
+same "convert from an empty file name" -- convert -O raw '' o-e.raw
+same "qcow2 measure preallocation=bogus" -- measure -O qcow2 -o preallocation=bogus --size 1M
+same "compare --object bogus type" -- compare --object foo d1.raw d1.raw
+if "$QIMG" create -f qcow2 -o help >/dev/null 2>&1; then
+    # The backing file is opened (probed without -F) unless -u; qemu-img
+    # prints its open error, then a hint; the probed-format hint has no
+    # final newline.
+    fixture "$QEMU_IMG" create -q -f qcow2 bk.qcow2 1M
+    same "create -b missing -F" -- create -f qcow2 -b nosuch -F qcow2 c-b1.qcow2 1M
+    same "create -b missing, no -F" -- create -f qcow2 -b nosuch c-b2.qcow2 1M
+    same "create -b missing -u, no -F" -- create -f qcow2 -b nosuch -u c-b3.qcow2 1M
+    same "create -b without -F: the probed format" -- create -f qcow2 -b bk.qcow2 c-b4.qcow2 1M
+    same "create -b with the wrong -F" -- create -f qcow2 -b d1.raw -F qcow2 c-b5.qcow2
+    same "create -b missing -F, no size" -- create -f qcow2 -b nosuch -F qcow2 c-b6.qcow2
+    same "create -b -F raw takes the size" -- create -f qcow2 -b bk.qcow2 -F raw c-b7.qcow2
+    same "create -u -b missing -F, no size" -- create -f qcow2 -u -b nosuch -F qcow2 c-b8.qcow2
+    if "$QIMG" create -f qcow -o help >/dev/null 2>&1; then
+        # qemu-img ends a compressed copy with a zero-length compressed
+        # write, which qcow v1 refuses: exit 1, no message, image complete.
+        same "convert -c -O qcow exits 1" -- convert -c -O qcow d1.raw o-c.qcow
+        verify "convert -c -O qcow: the image is complete" -- compare d1.raw o-c.qcow
+    fi
+    same_files "wording cases: files made"
 fi

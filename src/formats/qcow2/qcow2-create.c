@@ -340,8 +340,9 @@ int qcow2_measure(struct kvopts *opts, struct bds *in, uint64_t size, struct blk
         return err_set(err, EINVAL, "Refcount width must be a power of two and may not exceed 64 bits");
     if (version < 3 && rb != 16)
         return err_set(err, EINVAL, "Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)");
+    /* measure parses the mode with qapi_enum_parse: its own wording */
     if ((r = parse_prealloc(opts, &prealloc, err)) < 0)
-        return r;
+        return err_set(err, EINVAL, "invalid parameter value: %s", kvopts_get(opts, "preallocation"));
     if (kvopts_get(opts, "encrypt.format") && !strcmp(kvopts_get(opts, "encrypt.format"), "luks"))
         return err_set(err, ENOTSUP, "qcow2 encryption is not supported by this build");
 
