@@ -153,6 +153,12 @@ long blk_compress(struct bds *bs, const void *buf, size_t len, void *dst, size_t
 int blk_pwrite_compressed(struct bds *bs, uint64_t off, uint64_t len, const void *buf,
                           const void *payload, long plen);
 int blk_discard(struct bds *bs, uint64_t off, uint64_t len);
+/* Copy [soff, soff+len) of src to dst at doff without moving the data
+ * through this process (qemu-img convert -C): the source resolves through
+ * block status to host ranges, the target through pass-through formats
+ * (raw) to its protocol node. Returns -ENOTSUP (nothing copied) when some
+ * part cannot be offloaded (compressed or zero ranges, other drivers). */
+int blk_copy_range(struct bds *src, uint64_t soff, struct bds *dst, uint64_t doff, uint64_t len);
 int blk_flush(struct bds *bs);
 int64_t blk_getlength(struct bds *bs);
 /* Bytes used on the host (disk size) of the node and its children, or -errno. */

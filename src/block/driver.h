@@ -42,6 +42,7 @@ struct blk_driver {
     enum blk_thread_model thread_model;
     bool supports_backing;
     bool supports_compressed_writes;        /* pwrite honours BLK_WRITE_COMPRESSED */
+    bool write_passthrough;                 /* writes at off land at off of bs->file (raw) */
     const struct opt_desc *create_opts;    /* {NULL}-terminated, qemu's order */
     const struct opt_desc *amend_opts;
 
@@ -69,6 +70,11 @@ struct blk_driver {
                              const void *payload, long plen);
     int (*discard)(struct bds *bs, uint64_t off, uint64_t len);
     int (*flush)(struct bds *bs);
+    /* Protocols: copy len bytes from src at soff to dst (a node of the same
+     * driver) at doff inside the host (copy_file_range); -ENOTSUP or
+     * -EXDEV when it cannot, and the caller copies by reading. */
+    int (*copy_range)(struct bds *src, uint64_t soff, struct bds *dst, uint64_t doff,
+                      uint64_t len);
     int (*block_status)(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                         uint64_t *map, struct bds **file);
 

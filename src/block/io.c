@@ -122,6 +122,55 @@ int blk_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int 
     return r;
 }
 
+int blk_copy_range(struct bds *src, uint64_t soff, struct bds *dst, uint64_t doff, uint64_t len)
+{
+    int r;
+
+    if ((r = check_request(soff, len)) < 0 || (r = check_request(doff, len)) < 0)
+        return r;
+    if (dst->read_only)
+        return -EPERM;
+    while (dst->drv->kind == BLK_KIND_FORMAT && dst->drv->write_passthrough && dst->file) {
+        if (doff + len > dst->total_size)
+            return -ENOTSUP;    /* the format would have to grow with it */
+        dst = dst->file;
+    }
+    if (dst->drv->kind != BLK_KIND_PROTOCOL || !dst->drv->copy_range)
+        return -ENOTSUP;
+    /* Each host extent of the source must be plain data on a node of the
+     * target's driver; check all of it before copying any. */
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t o = soff, d = doff, left = len;
+        while (left) {
+            struct bds *f = src, *host = NULL;
+            uint64_t map = o, pnum = left;
+            while (f->drv->kind == BLK_KIND_FORMAT) {
+                struct bds *next = NULL;
+                uint64_t m = 0, n = 0;
+                int st = blk_block_status(f, map, pnum, &n, &m, &next);
+                if (st < 0)
+                    return st;
+                if ((st & (BLK_STATUS_DATA | BLK_STATUS_OFFSET_VALID | BLK_STATUS_ZERO |
+                           BLK_STATUS_COMPRESSED)) != (BLK_STATUS_DATA | BLK_STATUS_OFFSET_VALID) ||
+                    !next || !n)
+                    return pass ? -EIO : -ENOTSUP;
+                pnum = min_u64(pnum, n);
+                map = m;
+                f = next;
+            }
+            host = f;
+            if (host->drv != dst->drv)
+                return pass ? -EIO : -ENOTSUP;
+            if (pass && (r = host->drv->copy_range(host, map, dst, d, pnum)) < 0)
+                return r;
+            o += pnum;
+            d += pnum;
+            left -= pnum;
+        }
+    }
+    return 0;
+}
+
 bool blk_can_precompress(struct bds *bs)
 {
     return bs->drv->compress && bs->drv->pwrite_compressed && bs->request_alignment <= 1;

@@ -354,6 +354,7 @@ int cmd_convert(int argc, char **argv)
         .has_zero_init = target_is_zero,
         .min_sparse = min_sparse,
         .compressed = compressed || (gi == 0 && bi.needs_compressed_writes),
+        .copy_range = copy_range,
         .cluster_size = gi == 0 ? bi.cluster_size : 0,
         .buf_size = IO_BUF_SIZE,
         .salvage = salvage,

@@ -291,6 +291,51 @@ static void engine_fail(struct engine *e, int r, struct err *err)
     pthread_mutex_unlock(&e->lock);
 }
 
+/* In-order mode: wait until the writes before off are done. Returns false
+ * when the copy failed meanwhile. */
+static bool wait_turn(struct engine *e, uint64_t off)
+{
+    bool ok;
+    if (!e->j->in_order)
+        return true;
+    pthread_mutex_lock(&e->lock);
+    while (e->wr_off != off && !e->ret)
+        pthread_cond_wait(&e->turn, &e->lock);
+    ok = e->ret == 0;
+    pthread_mutex_unlock(&e->lock);
+    return ok;
+}
+
+static void end_turn(struct engine *e, uint64_t end)
+{
+    if (!e->j->in_order)
+        return;
+    pthread_mutex_lock(&e->lock);
+    e->wr_off = end;
+    pthread_cond_broadcast(&e->turn);
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* -C: the data of one step copied inside the host. 0 when done, -ENOTSUP
+ * when the caller must copy it itself. */
+static int offload_step(struct copy_job *j, uint64_t off, uint64_t n, struct err *err)
+{
+    int idx;
+    uint64_t base;
+    int r;
+
+    select_part(j, off, &idx, &base);
+    if (off - base + n > j->src_size[idx])
+        return -ENOTSUP;
+    r = blk_copy_range(j->src[idx], off - base, j->target, off, n);
+    if (r == -ENOTSUP || r == -EXDEV)
+        return -ENOTSUP;
+    if (r < 0)
+        return err_set(err, -r, "error while writing at byte %llu: %s",
+                       (unsigned long long)off, strerror(-r));
+    return 0;
+}
+
 static void *engine_worker(void *opaque)
 {
     struct engine *e = opaque;
@@ -340,6 +385,19 @@ static void *engine_worker(void *opaque)
         }
         pthread_mutex_unlock(&e->lock);
 
+        if (j->copy_range && st == ST_DATA) {
+            if (!wait_turn(e, off))
+                break;
+            r = offload_step(j, off, n, &err);
+            if (r == 0) {
+                end_turn(e, off + n);
+                continue;
+            }
+            if (r != -ENOTSUP) {
+                engine_fail(e, r, &err);
+                break;
+            }
+        }
         if (st == ST_DATA) {
             if ((r = read_sources(j, off, n, buf, &err)) < 0) {
                 engine_fail(e, r, &err);
@@ -358,26 +416,14 @@ static void *engine_worker(void *opaque)
                 pc.plen = c >= 0 ? c : -1;
             }
         }
-        if (j->in_order) {
-            pthread_mutex_lock(&e->lock);
-            while (e->wr_off != off && !e->ret)
-                pthread_cond_wait(&e->turn, &e->lock);
-            bool stop = e->ret != 0;
-            pthread_mutex_unlock(&e->lock);
-            if (stop)
-                break;
-        }
+        if (!wait_turn(e, off))
+            break;
         r = write_step(j, off, n, buf, st, &pc, &err);
         if (r < 0) {
             engine_fail(e, r, &err);
             break;
         }
-        if (j->in_order) {
-            pthread_mutex_lock(&e->lock);
-            e->wr_off = off + n;
-            pthread_cond_broadcast(&e->turn);
-            pthread_mutex_unlock(&e->lock);
-        }
+        end_turn(e, off + n);
     }
     free(cbuf);
     free(buf);

@@ -111,6 +111,7 @@ static const struct opt_desc raw_create_opts[] = {
 const struct blk_driver raw_driver = {
     .name = "raw",
     .kind = BLK_KIND_FORMAT,
+    .write_passthrough = true,
     .instance_size = 0,
     .thread_model = BLK_THREAD_PARALLEL,
     .create_opts = raw_create_opts,

@@ -512,6 +512,41 @@ static bool file_claims(const char *filename)
     return !strncmp(filename, "file:", 5);
 }
 
+/* In-kernel copy between two files (reflinks where the filesystem shares
+ * extents). */
+static int file_copy_range(struct bds *src, uint64_t soff, struct bds *dst, uint64_t doff,
+                           uint64_t len)
+{
+    struct file_state *ss = src->opaque, *ds = dst->opaque;
+    bool grows = doff + len > __atomic_load_n(&dst->total_size, __ATOMIC_RELAXED);
+    int r = 0;
+
+    if (grows)
+        pthread_mutex_lock(&ds->grow_lock);
+    while (len) {
+        loff_t in = (loff_t)soff, out = (loff_t)doff;
+        ssize_t n = copy_file_range(ss->fd, &in, ds->fd, &out, (size_t)min_u64(len, 1u << 30), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL ? -ENOTSUP : -errno;
+            break;
+        }
+        if (n == 0) {
+            r = -EIO;       /* the source ended early */
+            break;
+        }
+        soff += (uint64_t)n;
+        doff += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    if (r == 0 && grows)
+        grow_total_size(dst, doff);
+    if (grows)
+        pthread_mutex_unlock(&ds->grow_lock);
+    return r;
+}
+
 const struct blk_driver file_driver = {
     .name = "file",
     .kind = BLK_KIND_PROTOCOL,
@@ -527,6 +562,7 @@ const struct blk_driver file_driver = {
     .pwrite_zeroes = file_pwrite_zeroes,
     .discard = file_discard,
     .flush = file_flush,
+    .copy_range = file_copy_range,
     .block_status = file_block_status,
     .get_length = file_get_length,
     .get_allocated_size = file_get_allocated_size,

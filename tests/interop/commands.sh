@@ -213,6 +213,14 @@ if "$QIMG" info -f qcow2 "$T/probe.qcow2" >/dev/null 2>&1; then
     same "qcow2: map --image-opts" -- map --image-opts driver=qcow2,file.filename=top.qcow2
     same "qcow2: map compressed (json)" -- map --output=json comp.qcow2
     same "qcow2: map compressed (human error)" --rc 1 -- map comp.qcow2
+    # convert -C: offloaded where qcow2 maps plain host ranges; compressed
+    # clusters, zero clusters and backing data fall back to reading.
+    for f in flat.qcow2 comp.qcow2 top.qcow2; do
+        same "qcow2: convert -C $f to raw" -- convert -C -O raw "$f" "C-$f.raw"
+        same_image "qcow2: convert -C $f to raw: content" "C-$f.raw"
+    done
+    same "qcow2: convert -C raw to qcow2" -- convert -C -O qcow2 base.raw C-b.qcow2
+    verify "qcow2: convert -C raw to qcow2: compare" -- compare base.raw C-b.qcow2
     same "qcow2: map absolute name (backing file column)" -- map @DIR@/top.qcow2
 
     same "qcow2: compare chain vs its raw copy" --rc 0 -- compare top.qcow2 top.raw

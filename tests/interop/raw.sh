@@ -131,6 +131,14 @@ same_alloc "convert -S 64k: allocated blocks" d-S64k.raw
 
 same "convert -S 1000 (not a multiple of 512)" -- convert -S 1000 -O raw src.raw d-Sbad.raw
 
+# -C: copy offload (copy_file_range) where the data is plain host ranges.
+same "convert -C" -- convert -C -O raw src.raw d-C.raw
+same_image "convert -C: content" d-C.raw
+same_alloc "convert -C: allocated blocks" d-C.raw
+same "convert -C, two sources" -- convert -C -O raw src.raw src.raw d-C2.raw
+same_image "convert -C, two sources: content" d-C2.raw
+same "convert -C -S 4k refused" -- convert -C -S 4k -O raw src.raw d-CS.raw
+
 same "convert -q" -- convert -q -O raw src.raw d-q.raw
 same_image "convert -q: content" d-q.raw
 
