@@ -6,6 +6,7 @@ Run by hand (it is not part of `make check`):
     make && bench/bench.py                 # defaults fit in about 15 GiB of disk
     BENCH_SIZE=1G BENCH_SMALL=256M BENCH_RUNS=3 bench/bench.py   # a quick pass
     bench/bench.py convert-zlib compare    # only the named workloads
+    bench/bench.py nbd-qemu-nbd-to-qcow2 nbd-raw-to-nbdkit-memory-m8W   # NBD (needs qemu-nbd, nbdkit)
 
 Environment:
     QIMG          qimg binary (default: build/qimg next to this folder)
@@ -127,14 +128,49 @@ def verify(kind, out, ref):
             raise RuntimeError("qemu-img compare %s %s: %s" % (ref, out, r.stdout + r.stderr))
 
 
+# --- NBD servers for the nbd-* workloads (started here, stopped at exit) ---
+
+NBD_PIDS = []
+
+
+def stop_nbd_servers():
+    for pidfile in NBD_PIDS:
+        try:
+            with open(pidfile) as f:
+                os.kill(int(f.read().strip()), 15)
+        except (OSError, ValueError):
+            pass
+
+
+def start_nbd(name, argv):
+    """Start a daemonizing server (qemu-nbd --fork / nbdkit); '@PID@' in argv
+    is replaced by its pid file. Returns the unix socket URI or None."""
+    sock = os.path.join(DIR, name + ".sock")
+    pidfile = os.path.join(DIR, name + ".pid")
+    for f in (sock, pidfile):
+        if os.path.exists(f):
+            os.unlink(f)
+    argv = [a.replace("@PID@", pidfile).replace("@SOCK@", sock) for a in argv]
+    if not shutil.which(argv[0]):
+        return None
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        print("# %s did not start: %s" % (name, (r.stdout + r.stderr).strip()))
+        return None
+    NBD_PIDS.append(pidfile)
+    return "nbd+unix:///?socket=" + sock
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
 class Workload:
-    def __init__(self, name, argv, setup=None, out=None, out_kind=None, ref=None, cleanup=True):
+    def __init__(self, name, argv, setup=None, out=None, out_kind=None, ref=None, cleanup=True,
+                 post=None):
         self.name, self.argv, self.setup = name, argv, setup
         self.out, self.out_kind, self.ref, self.cleanup = out, out_kind, ref, cleanup
+        self.post = post            # verification of an output that is not a file (NBD)
 
 
 def measure(w):
@@ -151,6 +187,8 @@ def measure(w):
             r = run_once([binaries[tool]] + w.argv)
             if w.out:
                 verify(w.out_kind, w.out, w.ref)
+            if w.post:
+                w.post()
             if i > 0:
                 res[tool].append(r)
     if w.out and w.cleanup and os.path.exists(w.out):
@@ -264,6 +302,57 @@ def main():
         workloads.append(Workload("create-prealloc-%s" % mode,
                                   ["create", "-q", "-f", "qcow2", "-o", "preallocation=" + mode,
                                    "c.qcow2", str(SMALL)], out="c.qcow2", out_kind="qcow2"))
+
+    # NBD: qimg's libnbd driver against qemu-img's own client. qemu-nbd is
+    # started with -e 8, so it advertises multi-conn (qimg then opens up to 4
+    # connections; qemu-img always uses one).
+    import atexit
+    atexit.register(stop_nbd_servers)
+    if not os.path.exists("nbdw.raw") or os.path.getsize("nbdw.raw") != SMALL:
+        with open("nbdw.raw", "wb") as f:
+            f.truncate(SMALL)
+    srv = {
+        "qnbd-ro": start_nbd("qnbd-ro", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t", "-r",
+                                         "-e", "8", "-k", "@SOCK@", "-f", "qcow2", "small.qcow2"]),
+        "qnbd-rw": start_nbd("qnbd-rw", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t",
+                                         "-e", "8", "-k", "@SOCK@", "-f", "raw", "nbdw.raw"]),
+        "kfile": start_nbd("kfile", ["nbdkit", "-P", "@PID@", "-U", "@SOCK@", "-r",
+                                     "file", "small.raw"]),
+        "kmem": start_nbd("kmem", ["nbdkit", "-P", "@PID@", "-U", "@SOCK@",
+                                   "memory", str(SMALL)]),
+    }
+
+    def nbd_same_as(uri, ref):
+        def post():
+            r = subprocess.run([QEMU_IMG, "compare", "-f", "raw", "-F", "raw", ref, uri],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError("qemu-img compare %s %s: %s" % (ref, uri, r.stdout + r.stderr))
+        return post
+
+    if srv["qnbd-ro"]:
+        workloads.append(Workload("nbd-qemu-nbd-to-qcow2", ["convert", "-O", "qcow2", srv["qnbd-ro"],
+                                                            "o.qcow2"],
+                                  out="o.qcow2", out_kind="qcow2", ref="small.raw"))
+        workloads.append(Workload("nbd-qemu-nbd-to-raw-m8W", ["convert", "-m", "8", "-W", "-O", "raw",
+                                                              srv["qnbd-ro"], "o.raw"],
+                                  out="o.raw", ref="small.raw"))
+    if srv["kfile"]:
+        workloads.append(Workload("nbd-nbdkit-file-to-qcow2", ["convert", "-O", "qcow2", srv["kfile"],
+                                                               "o.qcow2"],
+                                  out="o.qcow2", out_kind="qcow2", ref="small.raw"))
+    if srv["qnbd-rw"]:
+        workloads.append(Workload("nbd-raw-to-qemu-nbd", ["convert", "-n", "-f", "raw", "-O", "raw",
+                                                          "small.raw", srv["qnbd-rw"]],
+                                  post=nbd_same_as(srv["qnbd-rw"], "small.raw")))
+    if srv["kmem"]:
+        workloads.append(Workload("nbd-qcow2-to-nbdkit-memory", ["convert", "-n", "-f", "qcow2", "-O",
+                                                                 "raw", "small.qcow2", srv["kmem"]],
+                                  post=nbd_same_as(srv["kmem"], "small.raw")))
+        workloads.append(Workload("nbd-raw-to-nbdkit-memory-m8W", ["convert", "-n", "-m", "8", "-W",
+                                                                   "-f", "raw", "-O", "raw",
+                                                                   "small.raw", srv["kmem"]],
+                                  post=nbd_same_as(srv["kmem"], "small.raw")))
 
     wanted = set(sys.argv[1:])
     print("%-28s | %-37s | %-37s | %s" % ("workload", "qemu-img: wall  +sync    cpu  rssMiB",

@@ -64,6 +64,7 @@ struct bds {
     uint64_t total_size;            /* virtual size in bytes; set by open/truncate */
     uint32_t request_alignment;     /* smallest I/O unit; io.c aligns requests */
     bool encrypted;                 /* image is encrypted */
+    int compress_level;             /* compressed writes: level asked for, 0 = the format's default */
     bool probed;                    /* (core) format was guessed */
     /* What the image says about its backing file (formats fill these). */
     char *backing_file;             /* as stored in the image, or NULL */

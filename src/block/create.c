@@ -14,6 +14,10 @@ int blk_create(const char *fmt, const char *filename, struct kvopts *opts, struc
         return err_set(err, EINVAL, "Unknown file format '%s'", fmt);
     if (!drv->create)
         return err_set(err, ENOTSUP, "Format driver '%s' does not support image creation", fmt);
+    const struct blk_driver *proto = blk_find_protocol_for(filename);
+    if (!proto->create)
+        return err_set(err, ENOTSUP, "Protocol driver '%s' does not support image creation",
+                       proto->name);
     if (drv->kind == BLK_KIND_PROTOCOL)
         return drv->create(filename, opts, err);
     return drv->create(filename, opts, err);

@@ -12,6 +12,8 @@
 #include "block/driver.h"
 #include "block/internal.h"
 #include "block/registry.h"
+#include "util/qjson.h"
+#include "util/strbuf.h"
 #include "util/xalloc.h"
 
 #define PROBE_BYTES 2048
@@ -62,16 +64,65 @@ void blk_close(struct bds *bs)
     }
 }
 
-struct bds *blk_open_protocol(const char *filename, int flags, struct err *err)
+/* Open a protocol node with driver drv (NULL: the one that claims the
+ * filename) and its options (--image-opts/json: keys, may be NULL). */
+static struct bds *open_protocol_node(const struct blk_driver *drv, const char *filename,
+                                      struct kvopts *opts, int flags, struct err *err)
 {
-    const struct blk_driver *drv = blk_find_protocol_for(filename);
-    struct bds *bs = bds_new(drv, filename, flags);
-    int r = drv->open(bs, NULL, flags, err);
+    struct bds *bs;
+    int r;
+
+    if (!drv)
+        drv = blk_find_protocol_for(filename);
+    bs = bds_new(drv, filename, flags);
+    r = drv->open(bs, opts, flags, err);
     if (r < 0) {
         bds_free(bs);
         return NULL;
     }
     return bs;
+}
+
+struct bds *blk_open_protocol(const char *filename, int flags, struct err *err)
+{
+    return open_protocol_node(NULL, filename, NULL, flags, err);
+}
+
+/* The protocol child's driver and options: a protocol named as the format
+ * (driver=nbd) takes all options; "file.driver" names the child's driver
+ * and its "file.*" options move, unprefixed, into popts. */
+static int split_protocol_opts(const struct blk_driver *drv, struct kvopts *opts,
+                               const struct blk_driver **pdrv, struct kvopts **po,
+                               struct kvopts *popts, struct err *err)
+{
+    const char *name;
+
+    *pdrv = NULL;
+    *po = NULL;
+    if (drv && drv->kind == BLK_KIND_PROTOCOL) {
+        *pdrv = drv;
+        *po = opts;
+        return 0;
+    }
+    if (!opts || !(name = kvopts_get(opts, "file.driver")))
+        return 0;
+    *pdrv = blk_find_format(name);
+    if (!*pdrv || (*pdrv)->kind != BLK_KIND_PROTOCOL)
+        return err_set(err, EINVAL, "Unknown driver '%s'", name);
+    for (size_t i = 0; i < opts->n;) {
+        const char *k = opts->v[i].key;
+        if (strncmp(k, "file.", 5)) {
+            i++;
+            continue;
+        }
+        char *key = xstrdup(k);     /* kvopts_del frees the stored one */
+        if (strcmp(key, "file.driver"))
+            kvopts_set(popts, key + 5, opts->v[i].val);
+        kvopts_del(opts, key);
+        free(key);
+    }
+    *po = popts;
+    return 0;
 }
 
 char *blk_resolve_backing(const char *image, const char *backing)
@@ -90,6 +141,25 @@ static void node_identity(const struct bds *bs, dev_t *dev, ino_t *ino)
         bs = bs->file;
     *dev = bs->dev;
     *ino = bs->ino;
+}
+
+/* A format node over a protocol known only by options (json:{...}) is
+ * json:{"driver": FMT, "file": {...}}, as qemu names it. */
+static char *format_node_name(const struct blk_driver *drv, const char *child)
+{
+    json_t *c, *o;
+    struct strbuf sb;
+
+    if (strncmp(child, "json:{", 6) || !(c = json_loads(child + 5, 0, NULL)))
+        return xstrdup(child);
+    o = json_object();
+    json_object_set_new(o, "driver", json_string(drv->name));
+    json_object_set_new(o, "file", c);
+    strbuf_init(&sb);
+    strbuf_puts(&sb, "json:");
+    qjson_compact(&sb, o);
+    json_decref(o);
+    return strbuf_detach(&sb);
 }
 
 static struct bds *open_chain(const char *filename, const char *fmt, struct kvopts *opts,
@@ -147,14 +217,22 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
             return NULL;
         }
     }
-    proto = blk_open_protocol(filename, flags, err);
+    const struct blk_driver *pdrv;
+    struct kvopts popts, *po;
+    kvopts_init(&popts);
+    if (split_protocol_opts(drv, opts, &pdrv, &po, &popts, err) < 0) {
+        kvopts_release(&popts);
+        return NULL;
+    }
+    proto = open_protocol_node(pdrv, filename, po, flags, err);
+    kvopts_release(&popts);
     if (!proto)
         return NULL;
     for (const struct chain_link *l = up; l; l = l->up) {
         dev_t d;
         ino_t i;
         node_identity(proto, &d, &i);
-        if (l->dev == d && l->ino == i) {
+        if ((d || i) && l->dev == d && l->ino == i) {   /* 0: network node */
             err_set(err, ELOOP, "Backing file '%s' creates an infinite loop.", filename);
             blk_close(proto);
             return NULL;
@@ -181,7 +259,11 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
         probed = true;
     }
 
-    bs = bds_new(drv, filename, flags);
+    /* The protocol may have put its name in canonical form (nbd, http):
+     * the format node is known by that name, as in qemu. */
+    char *name = format_node_name(drv, proto->filename);
+    bs = bds_new(drv, name, flags);
+    free(name);
     bs->file = proto;
     bs->probed = probed;
     bs->dev = proto->dev;

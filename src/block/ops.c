@@ -9,6 +9,10 @@ int blk_get_info(struct bds *bs, struct blk_info *bi)
 {
     memset(bi, 0, sizeof(*bi));
     bi->has_dirty_flag = true;
+    /* A format without its own answer (raw) gives its file's, as qemu's
+     * raw does; network protocols have none (-ENOTSUP: no dirty flag). */
+    if (!bs->drv->get_info && bs->drv->kind == BLK_KIND_FORMAT && bs->file && bs->file != bs)
+        return blk_get_info(bs->file, bi);
     if (!bs->drv->get_info)
         return 0;
     return bs->drv->get_info(bs, bi);

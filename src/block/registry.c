@@ -3,6 +3,8 @@
  * row wins a tie). */
 #include <string.h>
 
+#include "config.h"
+
 #include "block/driver.h"
 #include "block/internal.h"
 #include "block/registry.h"
@@ -18,6 +20,13 @@ extern const struct blk_driver vmdk_driver;
 extern const struct blk_driver vdi_driver;
 extern const struct blk_driver vpc_driver;
 extern const struct blk_driver luks_driver;
+#ifdef HAVE_LIBNBD
+extern const struct blk_driver nbd_driver;
+#endif
+#ifdef HAVE_LIBCURL
+extern const struct blk_driver http_driver;
+extern const struct blk_driver https_driver;
+#endif
 
 /* What a node becomes when a reopen failed: every operation is ENOTSUP. */
 const struct blk_driver blk_dead_driver = {
@@ -37,6 +46,13 @@ static const struct blk_driver *const drivers[] = {
     &vdi_driver,
     &vpc_driver,
     &luks_driver,
+#ifdef HAVE_LIBNBD
+    &nbd_driver,
+#endif
+#ifdef HAVE_LIBCURL
+    &http_driver,
+    &https_driver,
+#endif
 };
 
 const struct blk_driver *const *blk_drivers(size_t *n)

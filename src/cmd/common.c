@@ -250,6 +250,67 @@ static void warn_probed_raw(const char *filename)
             filename);
 }
 
+/* json:{...} filenames: the object flattened into dotted keys
+ * ("file": {"driver": "http"} -> file.driver=http), as qemu does. */
+static int json_flatten(struct kvopts *o, const char *prefix, json_t *v, struct err *err)
+{
+    const char *k;
+    json_t *m;
+    char buf[64];
+
+    json_object_foreach(v, k, m) {
+        char *key = prefix[0] ? xasprintf("%s.%s", prefix, k) : xstrdup(k);
+        int r = 0;
+        if (json_is_object(m))
+            r = json_flatten(o, key, m, err);
+        else if (json_is_string(m))
+            kvopts_set(o, key, json_string_value(m));
+        else if (json_is_integer(m)) {
+            snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(m));
+            kvopts_set(o, key, buf);
+        } else if (json_is_real(m)) {
+            snprintf(buf, sizeof(buf), "%.17g", json_real_value(m));
+            kvopts_set(o, key, buf);
+        } else if (json_is_boolean(m))
+            kvopts_set(o, key, json_is_true(m) ? "on" : "off");
+        else
+            r = err_set(err, EINVAL, "Invalid JSON value for '%s'", key);
+        free(key);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int json_filename_opts(const char *s, struct kvopts *o, struct err *err)
+{
+    json_error_t je;
+    json_t *v = json_loads(s, JSON_REJECT_DUPLICATES, &je);
+    int r;
+
+    if (!v)
+        return err_set(err, EINVAL, "Could not parse the JSON options");
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return err_set(err, EINVAL, "Invalid JSON object given");
+    }
+    r = json_flatten(o, "", v, err);
+    json_decref(v);
+    return r;
+}
+
+/* Does this option set name a protocol that needs no filename
+ * (driver=nbd,server...; file.driver=http,file.url=...)? */
+static bool names_network_protocol(const char *fmt, const struct kvopts *opts)
+{
+    const struct blk_driver *d = fmt ? blk_find_format(fmt) : NULL;
+    const char *fd = kvopts_get(opts, "file.driver");
+
+    if (d && !blk_driver_is_format(d) && strcmp(fmt, "file"))
+        return true;
+    return fd && strcmp(fd, "file");
+}
+
 struct bds *img_open(const struct img_open_args *a)
 {
     struct err e;
@@ -261,17 +322,30 @@ struct bds *img_open(const struct img_open_args *a)
 
     err_init(&e);
     kvopts_init(&opts);
-    if (a->image_opts) {
-        if (kvopts_parse(&opts, a->filename, NULL, &e) < 0) {
+    bool is_json = !a->image_opts && !strncmp(a->filename, "json:", 5);
+    if (is_json) {
+        if (json_filename_opts(a->filename + 5, &opts, &e) < 0) {
+            error_report("Could not open '%s': %s", a->filename, e.msg);
+            kvopts_release(&opts);
+            return NULL;
+        }
+    }
+    if (a->image_opts || is_json) {
+        if (!is_json && kvopts_parse(&opts, a->filename, NULL, &e) < 0) {
             error_report("%s", e.msg);
             kvopts_release(&opts);
             return NULL;
         }
         fmt_owned = kvopts_take(&opts, "driver");
+        if (!fmt_owned && fmt)
+            fmt_owned = xstrdup(fmt);
         fn_owned = kvopts_take(&opts, "file.filename");
         if (!fn_owned)
             fn_owned = kvopts_take(&opts, "filename");
-        kvopts_del(&opts, "file.driver");
+        if (kvopts_get(&opts, "file.driver") && !strcmp(kvopts_get(&opts, "file.driver"), "file"))
+            kvopts_del(&opts, "file.driver");
+        if (!fn_owned && names_network_protocol(fmt_owned, &opts))
+            fn_owned = xstrdup("");
         if (!fn_owned) {
             error_report("Could not open '%s': A block device must be specified for \"file\"",
                          a->filename);
@@ -290,7 +364,8 @@ struct bds *img_open(const struct img_open_args *a)
     }
     bs = blk_open(filename, fmt, &opts, a->flags, &e);
     if (!bs) {
-        error_report("Could not open '%s': %s", a->image_opts ? a->filename : filename, e.msg);
+        error_report("Could not open '%s': %s",
+                     a->image_opts || is_json ? a->filename : filename, e.msg);
     } else if ((a->flags & BLK_O_RDWR) && bs->probed && !strcmp(blk_driver_name(bs->drv), "raw")) {
         warn_probed_raw(filename);
     }

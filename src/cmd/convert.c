@@ -36,6 +36,7 @@ int cmd_convert(int argc, char **argv)
         { "target-is-zero", no_argument, NULL, 260 },
         { "bitmaps", no_argument, NULL, 261 },
         { "skip-broken-bitmaps", no_argument, NULL, 262 },
+        { "compression-level", required_argument, NULL, 263 },   /* qimg's own */
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL, *out_fmt = NULL, *out_baseimg = NULL, *backing_fmt = NULL;
@@ -46,7 +47,7 @@ int cmd_convert(int argc, char **argv)
     bool target_is_zero = false, bitmaps = false, skip_broken = false, progress = false;
     bool explicit_min_sparse = false, created = false, in_order = true;
     uint64_t min_sparse = 8 * 512;
-    long num_coroutines = 8;
+    long num_coroutines = 8, compress_level = 0;
     int c, ret = 1, src_flags = 0, nsrc = 0;
     struct bds **src = NULL, *target = NULL;
     uint64_t *src_size = NULL;
@@ -127,6 +128,17 @@ int cmd_convert(int argc, char **argv)
         case 260: target_is_zero = true; break;
         case 261: bitmaps = true; break;
         case 262: skip_broken = true; break;
+        case 263: {
+            char *end;
+            errno = 0;
+            compress_level = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || compress_level < 1 || compress_level > 19) {
+                error_report("Invalid compression level '%s' (1 to 19; zlib stops at 9, "
+                             "vmdk at 12)", optarg);
+                goto fail_getopt;
+            }
+            break;
+        }
         }
     }
     if (!out_fmt && !tgt_image_opts)
@@ -373,6 +385,7 @@ int cmd_convert(int argc, char **argv)
     while (pow2 * 2 <= min_sparse)
         pow2 *= 2;
     job.alignment = max_u64(pow2, align_up_u64(target->request_alignment, 512));
+    target->compress_level = (int)compress_level;
     err_init(&e);
     if (copy_run(&job, &e) < 0) {
         error_report("%s", e.msg);

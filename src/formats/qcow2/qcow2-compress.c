@@ -68,13 +68,17 @@ int qcow2_decompress(int type, const uint8_t *src, size_t slen, uint8_t *dst, si
     }
 }
 
-long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen)
+long qcow2_compress(int type, int level, const uint8_t *src, size_t slen, uint8_t *dst,
+                    size_t dlen)
 {
     if (type == QCOW2_COMPRESS_ZLIB) {
         z_stream z;
         int r;
         memset(&z, 0, sizeof(z));
-        if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+        /* qemu inflates with a 4 KiB window: distances must stay within
+         * it, which rules out encoders without a window setting. */
+        if (deflateInit2(&z, level > 0 ? (level > 9 ? 9 : level) : Z_DEFAULT_COMPRESSION,
+                         Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
             return -EIO;
         z.next_in = (Bytef *)src;
         z.avail_in = (uInt)slen;
@@ -96,6 +100,8 @@ long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, siz
             return -ENOMEM;
         /* One frame, content size recorded, checksum off (as qemu). */
         ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
+        if (level > 0)
+            ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level > 19 ? 19 : level);
         zr = ZSTD_compressStream2(c, &out, &in, ZSTD_e_end);
         ZSTD_freeCCtx(c);
         if (ZSTD_isError(zr) || zr != 0)
@@ -164,7 +170,8 @@ long qcow2_compress_op(struct bds *bs, const void *buf, size_t len, void *dst, s
         memcpy(in, buf, len);
         buf = in;
     }
-    clen = qcow2_compress(s->compression_type, buf, cs, dst, cap < cs ? cap : cs - 1);
+    clen = qcow2_compress(s->compression_type, bs->compress_level, buf, cs, dst,
+                          cap < cs ? cap : cs - 1);
     free(in);
     return clen;
 }

@@ -226,7 +226,8 @@ int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc 
 int qcow2_decompress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen);
 /* Compress; returns the compressed length, or -ENOSPC when it would not be
  * smaller than dlen. */
-long qcow2_compress(int type, const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen);
+long qcow2_compress(int type, int level, const uint8_t *src, size_t slen, uint8_t *dst,
+                    size_t dlen);
 int qcow2_read_compressed(struct bds *bs, uint64_t entry, uint8_t *out);
 int qcow2_write_compressed(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf);
 /* The driver's two-step compressed write (driver.h compress/pwrite_compressed). */

@@ -14,6 +14,7 @@
 #include <zlib.h>
 
 #include "formats/vmdk/vmdk.h"
+#include "util/deflate.h"
 
 int vmdk_read_footer(struct bds *file, uint8_t header[512], struct err *err)
 {
@@ -92,19 +93,16 @@ out:
     return r;
 }
 
-long vmdk_compress_grain(const void *buf, size_t len, void *dst, size_t cap)
+long vmdk_compress_grain(int level, const void *buf, size_t len, void *dst, size_t cap)
 {
-    uLongf out_len = (uLongf)cap;
-    int zr = compress(dst, &out_len, buf, (uLong)len);
-    if (zr == Z_BUF_ERROR)
-        return -ENOSPC;
-    if (zr != Z_OK || out_len == 0)
-        return -EINVAL;
-    return (long)out_len;
+    /* A zlib stream, as qemu's compress() writes (libdeflate: the same
+     * format, faster at the same level). */
+    return deflate_compress(DEFLATE_ZLIB, level, buf, len, dst, cap);
 }
 
 int vmdk_write_compressed(struct vmdk_extent *e, uint64_t cluster_offset, uint64_t guest_offset,
-                          uint64_t len, const void *buf, const void *payload, long plen)
+                          uint64_t len, const void *buf, const void *payload, long plen,
+                          int level)
 {
     uint64_t cluster_bytes = e->cluster_sectors * VMDK_SECTOR;
     uLongf out_len = (uLongf)(cluster_bytes * 2);
@@ -120,10 +118,14 @@ int vmdk_write_compressed(struct vmdk_extent *e, uint64_t cluster_offset, uint64
     if (payload && plen > 0 && (uint64_t)plen <= cluster_bytes * 2) {
         memcpy(g + VMDK_GRAIN_MARKER_SIZE, payload, (size_t)plen);
         out_len = (uLongf)plen;
-    } else if (compress(g + VMDK_GRAIN_MARKER_SIZE, &out_len, buf, (uLong)len) != Z_OK ||
-               out_len == 0) {
-        r = -EINVAL;
-        goto out;
+    } else {
+        long n = vmdk_compress_grain(level, buf, (size_t)len, g + VMDK_GRAIN_MARKER_SIZE,
+                                     (size_t)(cluster_bytes * 2));
+        if (n <= 0) {
+            r = -EINVAL;
+            goto out;
+        }
+        out_len = (uLongf)n;
     }
     put_le64(g, guest_offset >> 9);
     put_le32(g + 8, (uint32_t)out_len);

@@ -606,7 +606,7 @@ static int do_write(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *b
         } else {
             if (e->compressed)
                 r = vmdk_write_compressed(e, cluster_offset, off, n, buf,
-                                          n == len ? payload : NULL, plen);
+                                          n == len ? payload : NULL, plen, bs->compress_level);
             else
                 r = blk_pwrite(e->file, cluster_offset + in_cluster, n, buf, 0);
             if (r < 0)
@@ -638,8 +638,7 @@ static int vmdk_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *b
 
 static long vmdk_compress(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap)
 {
-    (void)bs;
-    return vmdk_compress_grain(buf, len, dst, cap);
+    return vmdk_compress_grain(bs->compress_level, buf, len, dst, cap);
 }
 
 static int vmdk_pwrite_compressed(struct bds *bs, uint64_t off, uint64_t len, const void *buf,

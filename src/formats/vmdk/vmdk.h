@@ -127,11 +127,12 @@ int vmdk_sesparse_get_cluster(struct vmdk_extent *e, uint64_t offset, uint64_t *
 int vmdk_read_compressed(struct vmdk_extent *e, uint64_t cluster_offset,
                          uint64_t offset_in_cluster, uint64_t len, void *buf);
 /* zlib-compress one grain's data (thread-safe); -ENOSPC if cap is short. */
-long vmdk_compress_grain(const void *buf, size_t len, void *dst, size_t cap);
+long vmdk_compress_grain(int level, const void *buf, size_t len, void *dst, size_t cap);
 /* Write a grain with its marker; payload/plen, when given, is the grain
  * already compressed by vmdk_compress_grain(). */
 int vmdk_write_compressed(struct vmdk_extent *e, uint64_t cluster_offset, uint64_t guest_offset,
-                          uint64_t len, const void *buf, const void *payload, long plen);
+                          uint64_t len, const void *buf, const void *payload, long plen,
+                          int level);
 int vmdk_read_footer(struct bds *file, uint8_t header[512], struct err *err);
 
 /* vmdk-create.c */

@@ -1,0 +1,876 @@
+/* The "nbd" protocol: a network block device export, over libnbd.
+ *
+ * Implements the client side of the NBD protocol (NetworkBlockDevice's
+ * doc/proto.md: fixed newstyle negotiation, NBD_CMD_READ/WRITE/
+ * WRITE_ZEROES/TRIM/FLUSH and NBD_CMD_BLOCK_STATUS with the
+ * "base:allocation" metadata context) as qemu's block/nbd.c presents it:
+ * the same filename syntaxes (nbd://host[:port]/export, nbd+tcp://,
+ * nbd+unix:///export?socket=PATH, the legacy nbd:host:port[:exportname=X]
+ * and nbd:unix:PATH[:exportname=X]) and the same option names
+ * (server.type/host/port/path, export, and the legacy host/port/path), the
+ * same canonical filename and qemu's messages.
+ *
+ * We open the socket ourselves so that connection errors read like qemu's
+ * ("Failed to connect to 'h:p': Connection refused"); libnbd then runs the
+ * handshake over it. The driver is thread-parallel: each libnbd handle is
+ * used by one thread at a time, and when the server advertises multi-conn
+ * further connections (up to NBD_MAX_CONNS) are opened lazily as concurrent
+ * callers find every connection busy. Without multi-conn all requests share
+ * the one connection (serialized by its mutex). */
+#include <errno.h>
+#include <libnbd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "block/driver.h"
+#include "util/xalloc.h"
+
+#define NBD_DEFAULT_PORT "10809"
+#define NBD_MAX_CONNS 4
+#define NBD_MAX_REQUEST (32u << 20)      /* qemu's NBD_MAX_BUFFER_SIZE */
+#define NBD_MAX_ZERO (1u << 30)          /* one WRITE_ZEROES/TRIM request */
+#define NBD_EXTRA_CONNECT_MS 2000        /* give up on an extra connection after */
+#define EN_OPTSTR ":exportname="
+
+struct nbd_conn {
+    struct nbd_handle *h;
+    pthread_mutex_t mu;
+};
+
+/* Where the server is: what the filename or the options said. */
+struct nbd_addr {
+    bool is_unix;
+    char *host, *port, *path;
+    char *export;               /* NULL: the default export "" */
+};
+
+struct nbd_state {
+    struct nbd_addr addr;
+    struct nbd_conn conn[NBD_MAX_CONNS];
+    int nconn;                  /* connections opened (read atomically) */
+    pthread_mutex_t pool_mu;    /* held while adding a connection */
+    bool pool_full;             /* no further connection will be tried */
+    unsigned next;              /* round robin when all are busy */
+    uint64_t size;
+    uint32_t min_block, max_req;
+    bool can_multi_conn, can_zero, can_fast_zero, can_trim, can_flush, has_alloc;
+    bool no_flush;
+};
+
+static void addr_release(struct nbd_addr *a)
+{
+    free(a->host);
+    free(a->port);
+    free(a->path);
+    free(a->export);
+    memset(a, 0, sizeof(*a));
+}
+
+/* --- filenames --- */
+
+static bool nbdc_claims(const char *filename)
+{
+    return !strncmp(filename, "nbd:", 4) || !strncmp(filename, "nbd://", 6) ||
+           !strncmp(filename, "nbd+tcp://", 10) || !strncmp(filename, "nbd+unix://", 11);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* URI percent-decoding of s[0..n). */
+static char *pct_decode(const char *s, size_t n)
+{
+    char *out = xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            *o++ = (char)(hexval(s[i + 1]) << 4 | hexval(s[i + 2]));
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* nbd[+tcp]://host[:port][/export] and nbd+unix:///[export]?socket=path */
+static int parse_uri(const char *fn, struct nbd_addr *a)
+{
+    const char *rest, *auth, *auth_end, *path, *path_end, *query;
+    bool is_unix;
+
+    if (!strncmp(fn, "nbd://", 6)) {
+        rest = fn + 6;
+        is_unix = false;
+    } else if (!strncmp(fn, "nbd+tcp://", 10)) {
+        rest = fn + 10;
+        is_unix = false;
+    } else if (!strncmp(fn, "nbd+unix://", 11)) {
+        rest = fn + 11;
+        is_unix = true;
+    } else {
+        return -EINVAL;
+    }
+    auth = rest;
+    auth_end = auth + strcspn(auth, "/?#");
+    path = auth_end;
+    path_end = path + strcspn(path, "?#");
+    query = *path_end == '?' ? path_end + 1 : NULL;
+    if (strchr(path_end, '#'))
+        return -EINVAL;
+
+    a->is_unix = is_unix;
+    if (*path == '/')
+        path++;
+    if (path < path_end)
+        a->export = pct_decode(path, (size_t)(path_end - path));
+
+    if (is_unix) {
+        /* exactly one query parameter, "socket"; no host or port */
+        if (auth != auth_end || !query || strncmp(query, "socket=", 7) || strchr(query, '&'))
+            return -EINVAL;
+        a->path = pct_decode(query + 7, strlen(query + 7));
+        return 0;
+    }
+    if (query && *query)
+        return -EINVAL;
+    if (auth == auth_end)
+        return -EINVAL;
+    const char *host_end, *colon = NULL;
+    if (*auth == '[') {
+        host_end = memchr(auth, ']', (size_t)(auth_end - auth));
+        if (!host_end)
+            return -EINVAL;
+        a->host = xstrndup(auth + 1, (size_t)(host_end - auth - 1));
+        host_end++;
+        if (host_end < auth_end && *host_end == ':')
+            colon = host_end;
+        else if (host_end != auth_end)
+            return -EINVAL;
+    } else {
+        colon = memchr(auth, ':', (size_t)(auth_end - auth));
+        host_end = colon ? colon : auth_end;
+        a->host = pct_decode(auth, (size_t)(host_end - auth));
+    }
+    if (colon && colon + 1 < auth_end) {
+        long port = 0;
+        for (const char *p = colon + 1; p < auth_end; p++) {
+            if (*p < '0' || *p > '9' || port > 65535)
+                return -EINVAL;
+            port = port * 10 + (*p - '0');
+        }
+        a->port = port ? xasprintf("%ld", port) : xstrdup(NBD_DEFAULT_PORT);
+    } else {
+        a->port = xstrdup(NBD_DEFAULT_PORT);
+    }
+    return 0;
+}
+
+/* qemu's legacy syntax: nbd:host:port[:exportname=X], nbd:unix:path[:exportname=X] */
+static int parse_legacy(const char *fn, struct nbd_addr *a, struct err *err)
+{
+    char *file = xstrdup(fn);
+    char *en = strstr(file, EN_OPTSTR);
+    const char *spec;
+    int r = 0;
+
+    if (en) {
+        if (!en[strlen(EN_OPTSTR)])
+            goto out;               /* qemu then reports the missing address */
+        *en = '\0';
+        a->export = xstrdup(en + strlen(EN_OPTSTR));
+    }
+    if (strncmp(file, "nbd:", 4)) {
+        r = err_set(err, EINVAL, "File name string for NBD must start with 'nbd:'");
+        goto out;
+    }
+    spec = file + 4;
+    if (!*spec)
+        goto out;
+    if (!strncmp(spec, "unix:", 5)) {
+        a->is_unix = true;
+        a->path = xstrdup(spec + 5);
+        goto out;
+    }
+    const char *colon;
+    if (*spec == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close || close[1] != ':') {
+            r = err_set(err, EINVAL, "error parsing IPv6 address '%s'", spec);
+            goto out;
+        }
+        a->host = xstrndup(spec + 1, (size_t)(close - spec - 1));
+        colon = close + 1;
+    } else {
+        colon = strchr(spec, ':');
+        if (!colon) {
+            r = err_set(err, EINVAL, "error parsing address '%s'", spec);
+            goto out;
+        }
+        a->host = xstrndup(spec, (size_t)(colon - spec));
+    }
+    a->port = xstrdup(colon + 1);
+    if (!a->port[0]) {
+        r = err_set(err, EINVAL, "error parsing address '%s'", spec);
+        goto out;
+    }
+out:
+    free(file);
+    return r;
+}
+
+/* Address from --image-opts / json: keys: server.type/host/port/path and
+ * export, or the legacy host/port/path. */
+static int addr_from_opts(struct kvopts *opts, struct nbd_addr *a, struct err *err)
+{
+    const char *type = kvopts_get(opts, "server.type");
+    const char *path = kvopts_get(opts, "path"), *host = kvopts_get(opts, "host");
+    const char *port = kvopts_get(opts, "port");
+    bool has_server = false;
+
+    for (size_t i = 0; i < opts->n; i++)
+        if (!strncmp(opts->v[i].key, "server.", 7))
+            has_server = true;
+    if (path || host || port) {
+        if (has_server)
+            return err_set(err, EINVAL, "Cannot use 'server' and path/host/port at the same time");
+        if (path && host)
+            return err_set(err, EINVAL, "path and host may not be used at the same time");
+        if (path && port)
+            return err_set(err, EINVAL, "port may not be used without host");
+        if (path) {
+            a->is_unix = true;
+            a->path = xstrdup(path);
+        } else if (host) {
+            a->host = xstrdup(host);
+            a->port = xstrdup(port ? port : NBD_DEFAULT_PORT);
+        }
+    } else if (has_server) {
+        if (!type)
+            return err_set(err, EINVAL, "Parameter 'type' is missing");
+        if (!strcmp(type, "unix")) {
+            const char *p = kvopts_get(opts, "server.path");
+            if (!p)
+                return err_set(err, EINVAL, "Parameter 'path' is missing");
+            a->is_unix = true;
+            a->path = xstrdup(p);
+        } else if (!strcmp(type, "inet")) {
+            const char *h = kvopts_get(opts, "server.host");
+            const char *p = kvopts_get(opts, "server.port");
+            if (!h)
+                return err_set(err, EINVAL, "Parameter 'host' is missing");
+            if (!p)
+                return err_set(err, EINVAL, "Parameter 'port' is missing");
+            a->host = xstrdup(h);
+            a->port = xstrdup(p);
+        } else {
+            return err_set(err, EINVAL, "Parameter 'type' does not accept value '%s'", type);
+        }
+    }
+    if (kvopts_get(opts, "export"))
+        a->export = xstrdup(kvopts_get(opts, "export"));
+    if (!a->path && !a->host)
+        return err_set(err, EINVAL, "NBD server address missing");
+    return 0;
+}
+
+static bool opts_conflict(struct kvopts *opts, struct err *err)
+{
+    static const char *const keys[] = { "host", "port", "path", "export" };
+    for (size_t i = 0; opts && i < opts->n; i++) {
+        const char *k = opts->v[i].key;
+        bool bad = !strncmp(k, "server.", 7);
+        for (size_t j = 0; j < sizeof(keys) / sizeof(keys[0]); j++)
+            bad = bad || !strcmp(k, keys[j]);
+        if (bad) {
+            err_set(err, EINVAL, "Option '%s' cannot be used with a file name", k);
+            return true;
+        }
+    }
+    return false;
+}
+
+static int addr_parse(const char *fn, struct kvopts *opts, struct nbd_addr *a, struct err *err)
+{
+    int r;
+
+    if (!fn || !*fn)
+        return addr_from_opts(opts, a, err);
+    if (opts_conflict(opts, err))
+        return -EINVAL;
+    if (strstr(fn, "://")) {
+        if (parse_uri(fn, a) < 0)
+            return err_set(err, EINVAL, "No valid URL specified");
+    } else if ((r = parse_legacy(fn, a, err)) < 0) {
+        return r;
+    }
+    if (!a->path && !a->host)
+        return err_set(err, EINVAL, "NBD server address missing");
+    return 0;
+}
+
+/* qemu's canonical name of the node (its nbd_refresh_filename). */
+static char *addr_filename(const struct nbd_addr *a)
+{
+    if (a->is_unix)
+        return a->export ? xasprintf("nbd+unix:///%s?socket=%s", a->export, a->path)
+                         : xasprintf("nbd+unix://?socket=%s", a->path);
+    return a->export ? xasprintf("nbd://%s:%s/%s", a->host, a->port, a->export)
+                     : xasprintf("nbd://%s:%s", a->host, a->port);
+}
+
+/* --- connections --- */
+
+/* A connected socket to the server, or -errno with qemu's message. */
+static int open_socket(const struct nbd_addr *a, struct err *err)
+{
+    int fd, e;
+
+    if (a->is_unix) {
+        struct sockaddr_un sun = { .sun_family = AF_UNIX };
+        if (strlen(a->path) >= sizeof(sun.sun_path))
+            return err_set(err, EINVAL, "UNIX socket path '%s' is too long", a->path);
+        strcpy(sun.sun_path, a->path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return err_set_errno(err, errno, "Failed to create socket");
+        if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+            e = errno;
+            close(fd);
+            return err_set_errno(err, e, "Failed to connect to '%s'", a->path);
+        }
+        return fd;
+    }
+
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_ADDRCONFIG };
+    struct addrinfo *res = NULL;
+    int g = getaddrinfo(a->host, a->port, &hints, &res);
+    if (g != 0)
+        return err_set(err, EINVAL, "address resolution failed for %s:%s: %s", a->host, a->port,
+                       gai_strerror(g));
+    e = ECONNREFUSED;
+    fd = -1;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            e = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            /* small requests (block status, metadata) must not wait for
+             * Nagle's algorithm and delayed ACKs */
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            break;
+        }
+        e = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        return err_set_errno(err, e, "Failed to connect to '%s:%s'", a->host, a->port);
+    return fd;
+}
+
+/* libnbd's handshake error in qemu's words where qemu has them. */
+static int handshake_error(const struct nbd_addr *a, struct err *err)
+{
+    const char *msg = nbd_get_error();
+    int e = nbd_get_errno();
+
+    if (!e)
+        e = EIO;
+    if (msg && (strstr(msg, "no export") || strstr(msg, "not present") ||
+                strstr(msg, "unknown export")))
+        return err_set(err, e, "Requested export not available\nserver reported: export '%s' not present",
+                       a->export ? a->export : "");
+    const char *colon = msg ? strstr(msg, ": ") : NULL;
+    return err_set(err, e, "%s", colon ? colon + 2 : msg ? msg : "NBD handshake failed");
+}
+
+/* A handle connected and negotiated with the export, or NULL. timeout_ms < 0
+ * waits as long as the server takes. */
+static struct nbd_handle *connect_handle(const struct nbd_addr *a, int timeout_ms, struct err *err)
+{
+    struct nbd_handle *h;
+    int fd = open_socket(a, err);
+
+    if (fd < 0)
+        return NULL;
+    h = nbd_create();
+    if (!h) {
+        close(fd);
+        err_set(err, ENOMEM, "%s", nbd_get_error());
+        return NULL;
+    }
+    if (nbd_set_export_name(h, a->export ? a->export : "") < 0 ||
+        nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) {
+        close(fd);
+        goto fail;
+    }
+    if (timeout_ms < 0) {
+        if (nbd_connect_socket(h, fd) < 0)      /* the handle owns fd from here */
+            goto fail;
+        return h;
+    }
+    /* Bounded wait: a server that allows fewer clients than it advertised
+     * parallelism for would otherwise leave us waiting in its backlog. */
+    if (nbd_aio_connect_socket(h, fd) < 0)
+        goto fail;
+    while (nbd_aio_is_connecting(h)) {
+        int r = nbd_poll(h, timeout_ms);
+        if (r < 0)
+            goto fail;
+        if (r == 0) {
+            err_set(err, ETIMEDOUT, "NBD handshake timed out");
+            nbd_close(h);
+            return NULL;
+        }
+    }
+    if (!nbd_aio_is_ready(h)) {
+        err_set(err, EIO, "NBD handshake failed");
+        nbd_close(h);
+        return NULL;
+    }
+    return h;
+fail:
+    handshake_error(a, err);
+    nbd_close(h);
+    return NULL;
+}
+
+/* A connection for one request, locked; nbdc_put() gives it back. */
+static struct nbd_conn *nbdc_get(struct nbd_state *s)
+{
+    int n = __atomic_load_n(&s->nconn, __ATOMIC_ACQUIRE);
+
+    for (int i = 0; i < n; i++)
+        if (pthread_mutex_trylock(&s->conn[i].mu) == 0)
+            return &s->conn[i];
+    if (s->can_multi_conn && !__atomic_load_n(&s->pool_full, __ATOMIC_RELAXED) &&
+        pthread_mutex_trylock(&s->pool_mu) == 0) {
+        n = s->nconn;
+        if (n < NBD_MAX_CONNS && !s->pool_full) {
+            struct err e;
+            err_init(&e);
+            struct nbd_handle *h = connect_handle(&s->addr, NBD_EXTRA_CONNECT_MS, &e);
+            if (h) {
+                struct nbd_conn *c = &s->conn[n];
+                c->h = h;
+                pthread_mutex_init(&c->mu, NULL);
+                pthread_mutex_lock(&c->mu);
+                __atomic_store_n(&s->nconn, n + 1, __ATOMIC_RELEASE);
+                if (n + 1 == NBD_MAX_CONNS)
+                    __atomic_store_n(&s->pool_full, true, __ATOMIC_RELAXED);
+                pthread_mutex_unlock(&s->pool_mu);
+                return c;
+            }
+            __atomic_store_n(&s->pool_full, true, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_unlock(&s->pool_mu);
+        n = __atomic_load_n(&s->nconn, __ATOMIC_ACQUIRE);
+    }
+    unsigned i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED) % (unsigned)n;
+    pthread_mutex_lock(&s->conn[i].mu);
+    return &s->conn[i];
+}
+
+static void nbdc_put(struct nbd_conn *c)
+{
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The errno of the last failed libnbd call of this thread. */
+static int last_errno(void)
+{
+    int e = nbd_get_errno();
+    return e > 0 ? -e : -EIO;
+}
+
+/* --- life --- */
+
+static int nbdc_open(struct bds *bs, struct kvopts *opts, int flags, struct err *err)
+{
+    struct nbd_state *s = bs->opaque;
+    struct nbd_handle *h;
+    int64_t size, v;
+    int r;
+
+    r = addr_parse(bs->filename, opts, &s->addr, err);
+    if (r < 0)
+        goto fail_addr;
+    h = connect_handle(&s->addr, -1, err);
+    if (!h) {
+        r = -(err && err->code ? err->code : EIO);
+        goto fail_addr;
+    }
+    if ((flags & BLK_O_RDWR) && nbd_is_read_only(h) == 1) {
+        r = err_set_errno(err, EACCES, "Could not open image");
+        goto fail_handle;
+    }
+    size = nbd_get_size(h);
+    if (size < 0) {
+        r = err_set(err, EIO, "%s", nbd_get_error());
+        goto fail_handle;
+    }
+    s->size = (uint64_t)size;
+    s->can_multi_conn = nbd_can_multi_conn(h) == 1;
+    s->can_zero = nbd_can_zero(h) == 1;
+    s->can_fast_zero = nbd_can_fast_zero(h) == 1;
+    s->can_trim = nbd_can_trim(h) == 1;
+    s->can_flush = nbd_can_flush(h) == 1;
+    s->has_alloc = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    s->no_flush = flags & BLK_O_NO_FLUSH;
+    v = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+    s->min_block = v > 1 && v <= 65536 && !(v & (v - 1)) ? (uint32_t)v : 1;
+    v = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+    s->max_req = v >= s->min_block && v > 0 && v < NBD_MAX_REQUEST ? (uint32_t)v : NBD_MAX_REQUEST;
+    s->max_req -= s->max_req % s->min_block;
+    pthread_mutex_init(&s->pool_mu, NULL);
+    s->conn[0].h = h;
+    pthread_mutex_init(&s->conn[0].mu, NULL);
+    s->nconn = 1;
+
+    bs->total_size = s->size;
+    bs->request_alignment = s->min_block;
+    free(bs->filename);
+    bs->filename = addr_filename(&s->addr);
+    return 0;
+
+fail_handle:
+    nbd_close(h);
+fail_addr:
+    addr_release(&s->addr);
+    return r;
+}
+
+static void nbdc_close(struct bds *bs)
+{
+    struct nbd_state *s = bs->opaque;
+
+    for (int i = 0; i < s->nconn; i++) {
+        nbd_shutdown(s->conn[i].h, 0);
+        nbd_close(s->conn[i].h);
+        pthread_mutex_destroy(&s->conn[i].mu);
+    }
+    pthread_mutex_destroy(&s->pool_mu);
+    addr_release(&s->addr);
+}
+
+/* --- data --- */
+
+static int nbdc_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
+{
+    struct nbd_state *s = bs->opaque;
+    uint8_t *p = buf;
+
+    /* The core rounds lengths to sectors: the tail past the export is zero. */
+    if (off >= s->size) {
+        memset(p, 0, (size_t)len);
+        return 0;
+    }
+    if (off + len > s->size) {
+        memset(p + (s->size - off), 0, (size_t)(off + len - s->size));
+        len = s->size - off;
+    }
+    while (len) {
+        size_t n = (size_t)min_u64(len, s->max_req);
+        struct nbd_conn *c = nbdc_get(s);
+        int r = nbd_pread(c->h, p, n, off, 0);
+        r = r < 0 ? last_errno() : 0;
+        nbdc_put(c);
+        if (r)
+            return r;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* An export has a fixed size, but the core sees it rounded up to whole
+ * sectors (as qemu does): writes into that rounding are dropped, writes past
+ * it cannot be done. */
+static int clip_to_export(const struct nbd_state *s, uint64_t off, uint64_t *len)
+{
+    if (off + *len <= s->size)
+        return 0;
+    if (off + *len > align_up_u64(s->size, 512))
+        return -ENOSPC;
+    *len = off >= s->size ? 0 : s->size - off;
+    return 0;
+}
+
+static int nbdc_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
+{
+    struct nbd_state *s = bs->opaque;
+    const uint8_t *p = buf;
+    (void)flags;
+
+    if (clip_to_export(s, off, &len) < 0)
+        return -ENOSPC;
+    while (len) {
+        size_t n = (size_t)min_u64(len, s->max_req);
+        struct nbd_conn *c = nbdc_get(s);
+        int r = nbd_pwrite(c->h, p, n, off, 0);
+        r = r < 0 ? last_errno() : 0;
+        nbdc_put(c);
+        if (r)
+            return r;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int write_zero_buffer(struct bds *bs, uint64_t off, uint64_t len)
+{
+    struct nbd_state *s = bs->opaque;
+    size_t bufsz = (size_t)min_u64(len, s->max_req);
+    void *zero = calloc(1, bufsz);
+    int r = 0;
+
+    if (!zero)
+        return -ENOMEM;
+    while (len && !r) {
+        size_t n = (size_t)min_u64(len, bufsz);
+        r = nbdc_pwrite(bs, off, n, zero, 0);
+        off += n;
+        len -= n;
+    }
+    free(zero);
+    return r;
+}
+
+static int nbdc_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int flags)
+{
+    struct nbd_state *s = bs->opaque;
+    uint32_t nflags = 0;
+    uint64_t chunk = NBD_MAX_ZERO - NBD_MAX_ZERO % s->min_block;
+
+    if (clip_to_export(s, off, &len) < 0)
+        return -ENOSPC;
+    if (!len)
+        return 0;
+    if (!s->can_zero || ((flags & BLK_WRITE_NO_FALLBACK) && !s->can_fast_zero)) {
+        if (flags & BLK_WRITE_NO_FALLBACK)
+            return -ENOTSUP;
+        return write_zero_buffer(bs, off, len);
+    }
+    if (!(flags & BLK_WRITE_MAY_UNMAP))
+        nflags |= LIBNBD_CMD_FLAG_NO_HOLE;
+    if (flags & BLK_WRITE_NO_FALLBACK)
+        nflags |= LIBNBD_CMD_FLAG_FAST_ZERO;
+    while (len) {
+        uint64_t n = min_u64(len, chunk);
+        struct nbd_conn *c = nbdc_get(s);
+        int r = nbd_zero(c->h, n, off, nflags);
+        r = r < 0 ? last_errno() : 0;
+        nbdc_put(c);
+        if (r == -EOPNOTSUPP)
+            r = -ENOTSUP;
+        if (r)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int nbdc_discard(struct bds *bs, uint64_t off, uint64_t len)
+{
+    struct nbd_state *s = bs->opaque;
+    uint64_t chunk = NBD_MAX_ZERO - NBD_MAX_ZERO % s->min_block;
+
+    if (!s->can_trim)
+        return -ENOTSUP;
+    if (off >= s->size)
+        return 0;
+    len = min_u64(len, s->size - off);
+    while (len) {
+        uint64_t n = min_u64(len, chunk);
+        struct nbd_conn *c = nbdc_get(s);
+        int r = nbd_trim(c->h, n, off, 0);
+        r = r < 0 ? last_errno() : 0;
+        nbdc_put(c);
+        if (r)
+            return r;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int nbdc_flush(struct bds *bs)
+{
+    struct nbd_state *s = bs->opaque;
+    int r = 0;
+
+    if (!s->can_flush || s->no_flush)
+        return 0;
+    /* Without multi-conn there is one connection; with it, the server
+     * promises that a flush on any connection covers them all. */
+    struct nbd_conn *c = nbdc_get(s);
+    if (nbd_flush(c->h, 0) < 0)
+        r = last_errno();
+    nbdc_put(c);
+    return r;
+}
+
+struct extent_answer {
+    uint64_t len;
+    uint32_t flags;
+    bool got;
+};
+
+static int extent_cb(void *opaque, const char *context, uint64_t off, uint32_t *entries,
+                     size_t n, int *error)
+{
+    struct extent_answer *ans = opaque;
+    (void)off;
+    (void)error;
+    if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) || ans->got || n < 2)
+        return 0;
+    ans->len = entries[0];
+    ans->flags = entries[1];
+    ans->got = true;
+    return 0;
+}
+
+static int nbdc_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                               uint64_t *map, struct bds **file)
+{
+    struct nbd_state *s = bs->opaque;
+    struct extent_answer ans = { 0 };
+    int ret;
+
+    *map = off;
+    *file = bs;
+    if (!s->has_alloc) {
+        *pnum = len;
+        return BLK_STATUS_DATA | BLK_STATUS_OFFSET_VALID | BLK_STATUS_ALLOCATED;
+    }
+    if (off >= s->size) {       /* the sector-rounded tail */
+        *pnum = len;
+        return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED;
+    }
+    uint64_t n = min_u64(min_u64(len, s->size - off), UINT32_MAX - UINT32_MAX % s->min_block);
+    if (s->min_block > 1 && n % s->min_block)
+        n = align_up_u64(n, s->min_block) <= s->size - off ? align_up_u64(n, s->min_block) : n;
+    struct nbd_conn *c = nbdc_get(s);
+    int r = nbd_block_status(c->h, n, off,
+                             (nbd_extent_callback){ .callback = extent_cb, .user_data = &ans },
+                             LIBNBD_CMD_FLAG_REQ_ONE);
+    r = r < 0 ? last_errno() : 0;
+    nbdc_put(c);
+    if (r)
+        return r;
+    if (!ans.got || ans.len == 0)
+        return -EIO;        /* qemu: "Server did not reply with any status extents" */
+    *pnum = min_u64(ans.len, len);
+    ret = BLK_STATUS_OFFSET_VALID;
+    if (!(ans.flags & LIBNBD_STATE_HOLE))
+        ret |= BLK_STATUS_DATA;
+    if (ans.flags & LIBNBD_STATE_ZERO)
+        ret |= BLK_STATUS_ZERO;
+    if (ret & (BLK_STATUS_DATA | BLK_STATUS_ZERO))
+        ret |= BLK_STATUS_ALLOCATED;
+    return ret;
+}
+
+/* --- size --- */
+
+static int nbdc_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc prealloc,
+                           struct err *err)
+{
+    struct nbd_state *s = bs->opaque;
+    (void)prealloc;
+
+    if (size != s->size && exact)
+        return err_set(err, ENOTSUP, "Cannot resize NBD nodes");
+    if (size > s->size)
+        return err_set(err, EINVAL, "Cannot grow NBD nodes");
+    return 0;
+}
+
+/* qemu's fallback for protocols that cannot create: open the existing
+ * export, check that the size fits, clear the first sector. */
+static int nbdc_create(const char *filename, struct kvopts *opts, struct err *err)
+{
+    struct err e;
+    struct bds *bs;
+    uint64_t size = 0;
+    int r;
+
+    if ((r = kvopts_get_size(opts, "size", 0, &size, err)) < 0)
+        return r;
+    err_init(&e);
+    bs = blk_open_protocol(filename, BLK_O_RDWR, &e);
+    if (!bs)
+        return err_set(err, e.code ? e.code : EIO,
+                       "Protocol driver 'nbd' does not support image creation, and opening the image failed: %s",
+                       e.msg);
+    r = blk_truncate(bs, size, false, BLK_PREALLOC_OFF, err);
+    if (r == 0 && bs->total_size) {
+        r = blk_pwrite_zeroes(bs, 0, min_u64(bs->total_size, 512), BLK_WRITE_MAY_UNMAP);
+        if (r < 0)
+            err_set_errno(err, -r, "Failed to clear the new image's first sector");
+    }
+    if (r == 0 && (r = blk_flush(bs)) < 0)
+        err_set_errno(err, -r, "Could not flush '%s'", filename);
+    blk_close(bs);
+    return r;
+}
+
+/* qemu's nbd has no driver info: "info" shows no dirty flag. */
+static int nbdc_get_info(struct bds *bs, struct blk_info *bi)
+{
+    (void)bs;
+    (void)bi;
+    return -ENOTSUP;
+}
+
+static bool nbdc_has_zero_init(struct bds *bs)
+{
+    (void)bs;
+    return false;
+}
+
+const struct blk_driver nbd_driver = {
+    .name = "nbd",
+    .kind = BLK_KIND_PROTOCOL,
+    .instance_size = sizeof(struct nbd_state),
+    .thread_model = BLK_THREAD_PARALLEL,
+    .claims = nbdc_claims,
+    .open = nbdc_open,
+    .close = nbdc_close,
+    .create = nbdc_create,
+    .pread = nbdc_pread,
+    .pwrite = nbdc_pwrite,
+    .pwrite_zeroes = nbdc_pwrite_zeroes,
+    .discard = nbdc_discard,
+    .flush = nbdc_flush,
+    .block_status = nbdc_block_status,
+    .truncate = nbdc_truncate,
+    .get_info = nbdc_get_info,
+    .has_zero_init = nbdc_has_zero_init,
+};

@@ -1,0 +1,20 @@
+/* Deflate compression for image writers (qcow2 and qcow clusters, vmdk
+ * grains) through libdeflate: faster than zlib at the same level, with
+ * output any inflater reads. Thread-safe; compressors are pooled. */
+#ifndef QIMG_UTIL_DEFLATE_H
+#define QIMG_UTIL_DEFLATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define DEFLATE_DEFAULT_LEVEL 6     /* zlib's Z_DEFAULT_COMPRESSION, as qemu */
+#define DEFLATE_MAX_LEVEL 12
+
+enum deflate_wrap { DEFLATE_RAW, DEFLATE_ZLIB };
+
+/* Compress n bytes into out (cap bytes) at level 1..12 (0: default).
+ * Returns the compressed length, -ENOSPC when it does not fit, -ENOMEM. */
+long deflate_compress(enum deflate_wrap wrap, int level, const void *in, size_t n, void *out,
+                      size_t cap);
+
+#endif
