@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/driver.h"
 #include "engine/copy.h"
@@ -430,6 +431,20 @@ static void *engine_worker(void *opaque)
     return NULL;
 }
 
+/* Is every node under bs a page-cached local file? Then requests finish
+ * without waiting on a device, and threads beyond the CPUs only add
+ * switching; O_DIRECT and network nodes gain from requests in flight. */
+static bool cached_local(const struct bds *bs, int depth)
+{
+    if (!bs)
+        return true;
+    if (depth > 64 || (bs->flags & BLK_O_NOCACHE))
+        return false;
+    if (bs->drv->kind == BLK_KIND_PROTOCOL && strcmp(blk_driver_name(bs->drv), "file"))
+        return false;
+    return cached_local(bs->file, depth + 1) && cached_local(bs->backing, depth + 1);
+}
+
 int copy_run(struct copy_job *j, struct err *err)
 {
     struct engine e;
@@ -468,6 +483,12 @@ int copy_run(struct copy_job *j, struct err *err)
     nthreads = j->workers > 0 ? j->workers : 1;
     if (nthreads > COPY_MAX_WORKERS)
         nthreads = COPY_MAX_WORKERS;
+    bool local = cached_local(j->target, 0);
+    for (int i = 0; local && i < j->nsrc; i++)
+        local = cached_local(j->src[i], 0);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (local && ncpu > 0 && nthreads > ncpu)
+        nthreads = (int)ncpu;
     for (int i = 1; i < nthreads; i++)
         if (pthread_create(&tid[started], NULL, engine_worker, &e) == 0)
             started++;
