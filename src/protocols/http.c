@@ -10,6 +10,9 @@
  * header, L1/L2 tables, refcounts) cost one request per window, not one
  * each. The node is serialized (one curl handle, one connection kept
  * alive); images are read-only, so the cache is never invalidated. */
+/* The table of libcurl functions (util/dynlib.h) needs the plain
+ * declarations, not the type-checking macros. */
+#define CURL_DISABLE_TYPECHECK
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -18,9 +21,29 @@
 #include <strings.h>
 
 #include "block/driver.h"
+#include "util/dynlib.h"
 #include "util/qjson.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
+
+/* libcurl.so.4 is loaded on first use (util/dynlib.h). */
+#define LIBCURL_FUNCS(X) \
+    X(curl_easy_cleanup) \
+    X(curl_easy_getinfo) \
+    X(curl_easy_init) \
+    X(curl_easy_perform) \
+    X(curl_easy_reset) \
+    X(curl_easy_setopt) \
+    X(curl_global_init)
+static struct { LIBCURL_FUNCS(DYNLIB_FIELD) } lcurl;
+#define LIBCURL_RESOLVE(f) DYNLIB_RESOLVE_INTO(lcurl, f)
+static int libcurl_resolve(void *h, struct err *err)
+{
+    void *sym;
+    LIBCURL_FUNCS(LIBCURL_RESOLVE)
+    return 0;
+}
+static struct dynlib libcurl_lib = DYNLIB_INIT("libcurl.so.4", libcurl_resolve);
 
 #define HTTP_READAHEAD_DEFAULT (256 * 1024)
 #define HTTP_TIMEOUT_DEFAULT 5
@@ -54,7 +77,7 @@ static CURLcode curl_init_rc;
 
 static void curl_global_setup(void)
 {
-    curl_init_rc = curl_global_init(CURL_GLOBAL_ALL);
+    curl_init_rc = lcurl.curl_global_init(CURL_GLOBAL_ALL);
 }
 
 static bool http_claims(const char *filename)
@@ -123,22 +146,22 @@ static int setup_handle(struct http_state *s)
 {
     CURL *c = s->curl;
 
-    curl_easy_reset(c);
-    if (curl_easy_setopt(c, CURLOPT_URL, s->url) ||
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, (long)s->sslverify) ||
-        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, s->sslverify ? 2L : 0L) ||
-        curl_easy_setopt(c, CURLOPT_TIMEOUT, s->timeout) ||
-        curl_easy_setopt(c, CURLOPT_AUTOREFERER, 1L) ||
-        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L) ||
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) ||
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf) ||
-        curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L) ||
-        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") ||
-        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https"))
+    lcurl.curl_easy_reset(c);
+    if (lcurl.curl_easy_setopt(c, CURLOPT_URL, s->url) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, (long)s->sslverify) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, s->sslverify ? 2L : 0L) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_TIMEOUT, s->timeout) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_AUTOREFERER, 1L) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->errbuf) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L) ||
+        lcurl.curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") ||
+        lcurl.curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https"))
         return -EIO;
-    if (s->cookie && curl_easy_setopt(c, CURLOPT_COOKIE, s->cookie))
+    if (s->cookie && lcurl.curl_easy_setopt(c, CURLOPT_COOKIE, s->cookie))
         return -EIO;
-    if (s->username && curl_easy_setopt(c, CURLOPT_USERNAME, s->username))
+    if (s->username && lcurl.curl_easy_setopt(c, CURLOPT_USERNAME, s->username))
         return -EIO;
     s->errbuf[0] = '\0';
     return 0;
@@ -155,13 +178,13 @@ static int http_get_range(struct http_state *s, uint64_t off, size_t len, uint8_
         return -EIO;
     snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)off,
              (unsigned long long)(off + len - 1));
-    if (curl_easy_setopt(s->curl, CURLOPT_RANGE, range) ||
-        curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, body_cb) ||
-        curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, &k))
+    if (lcurl.curl_easy_setopt(s->curl, CURLOPT_RANGE, range) ||
+        lcurl.curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, body_cb) ||
+        lcurl.curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, &k))
         return -EIO;
-    if (curl_easy_perform(s->curl) != CURLE_OK)
+    if (lcurl.curl_easy_perform(s->curl) != CURLE_OK)
         return -EIO;
-    curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
+    lcurl.curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
     /* 206 is a range answer; 200 is acceptable only if it is exactly it */
     if (k.overflow || k.got != len || (code != 206 && !(code == 200 && off == 0)))
         return -EIO;
@@ -181,7 +204,7 @@ static void http_state_release(struct http_state *s)
 {
     cache_clear(s);
     if (s->curl)
-        curl_easy_cleanup(s->curl);
+        lcurl.curl_easy_cleanup(s->curl);
     s->curl = NULL;
     free(s->url);
     free(s->cookie);
@@ -233,6 +256,8 @@ static int http_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
 
     if (flags & BLK_O_RDWR)
         return err_set(err, EACCES, "curl driver does not support writes");
+    if ((r = dynlib_load(&libcurl_lib, err)) < 0)
+        return r;
     pthread_once(&curl_once, curl_global_setup);
     if (curl_init_rc != CURLE_OK)
         return err_set(err, EIO, "libcurl initialization failed with %d", (int)curl_init_rc);
@@ -274,7 +299,7 @@ static int http_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
         s->cookie = xstrdup(kvopts_get(opts, "cookie"));
     if (opts && kvopts_get(opts, "username"))
         s->username = xstrdup(kvopts_get(opts, "username"));
-    s->curl = curl_easy_init();
+    s->curl = lcurl.curl_easy_init();
     if (!s->curl) {
         r = err_set(err, EIO, "CURL: Error opening file: curl library initialization failed.");
         goto fail;
@@ -282,19 +307,19 @@ static int http_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
 
     /* The size, and whether ranges are served: one HEAD request. */
     if (setup_handle(s) < 0 ||
-        curl_easy_setopt(s->curl, CURLOPT_NOBODY, 1L) ||
-        curl_easy_setopt(s->curl, CURLOPT_HEADERFUNCTION, header_cb) ||
-        curl_easy_setopt(s->curl, CURLOPT_HEADERDATA, s) ||
-        curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, discard_cb)) {
+        lcurl.curl_easy_setopt(s->curl, CURLOPT_NOBODY, 1L) ||
+        lcurl.curl_easy_setopt(s->curl, CURLOPT_HEADERFUNCTION, header_cb) ||
+        lcurl.curl_easy_setopt(s->curl, CURLOPT_HEADERDATA, s) ||
+        lcurl.curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, discard_cb)) {
         r = err_set(err, EIO, "CURL: Error opening file: curl library initialization failed.");
         goto fail;
     }
     s->accept_range = false;
-    if (curl_easy_perform(s->curl) != CURLE_OK) {
+    if (lcurl.curl_easy_perform(s->curl) != CURLE_OK) {
         r = err_set(err, EIO, "CURL: Error opening file: %s", s->errbuf);
         goto fail;
     }
-    if (curl_easy_getinfo(s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) != CURLE_OK || cl < 0) {
+    if (lcurl.curl_easy_getinfo(s->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) != CURLE_OK || cl < 0) {
         r = err_set(err, EIO, "CURL: Error opening file: Server didn't report file size.");
         goto fail;
     }

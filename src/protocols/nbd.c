@@ -31,7 +31,47 @@
 #include <unistd.h>
 
 #include "block/driver.h"
+#include "util/dynlib.h"
 #include "util/xalloc.h"
+
+/* libnbd.so.0 is loaded on first use (util/dynlib.h). */
+#define LIBNBD_FUNCS(X) \
+    X(nbd_add_meta_context) \
+    X(nbd_aio_connect_socket) \
+    X(nbd_aio_is_connecting) \
+    X(nbd_aio_is_ready) \
+    X(nbd_block_status) \
+    X(nbd_can_fast_zero) \
+    X(nbd_can_flush) \
+    X(nbd_can_meta_context) \
+    X(nbd_can_multi_conn) \
+    X(nbd_can_trim) \
+    X(nbd_can_zero) \
+    X(nbd_close) \
+    X(nbd_connect_socket) \
+    X(nbd_create) \
+    X(nbd_flush) \
+    X(nbd_get_block_size) \
+    X(nbd_get_errno) \
+    X(nbd_get_error) \
+    X(nbd_get_size) \
+    X(nbd_is_read_only) \
+    X(nbd_poll) \
+    X(nbd_pread) \
+    X(nbd_pwrite) \
+    X(nbd_set_export_name) \
+    X(nbd_shutdown) \
+    X(nbd_trim) \
+    X(nbd_zero)
+static struct { LIBNBD_FUNCS(DYNLIB_FIELD) } lnbd;
+#define LIBNBD_RESOLVE(f) DYNLIB_RESOLVE_INTO(lnbd, f)
+static int libnbd_resolve(void *h, struct err *err)
+{
+    void *sym;
+    LIBNBD_FUNCS(LIBNBD_RESOLVE)
+    return 0;
+}
+static struct dynlib libnbd_lib = DYNLIB_INIT("libnbd.so.0", libnbd_resolve);
 
 #define NBD_DEFAULT_PORT "10809"
 #define NBD_MAX_CONNS 4
@@ -393,8 +433,8 @@ static int open_socket(const struct nbd_addr *a, struct err *err)
 /* libnbd's handshake error in qemu's words where qemu has them. */
 static int handshake_error(const struct nbd_addr *a, struct err *err)
 {
-    const char *msg = nbd_get_error();
-    int e = nbd_get_errno();
+    const char *msg = lnbd.nbd_get_error();
+    int e = lnbd.nbd_get_errno();
 
     if (!e)
         e = EIO;
@@ -415,45 +455,45 @@ static struct nbd_handle *connect_handle(const struct nbd_addr *a, int timeout_m
 
     if (fd < 0)
         return NULL;
-    h = nbd_create();
+    h = lnbd.nbd_create();
     if (!h) {
         close(fd);
-        err_set(err, ENOMEM, "%s", nbd_get_error());
+        err_set(err, ENOMEM, "%s", lnbd.nbd_get_error());
         return NULL;
     }
-    if (nbd_set_export_name(h, a->export ? a->export : "") < 0 ||
-        nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) {
+    if (lnbd.nbd_set_export_name(h, a->export ? a->export : "") < 0 ||
+        lnbd.nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) {
         close(fd);
         goto fail;
     }
     if (timeout_ms < 0) {
-        if (nbd_connect_socket(h, fd) < 0)      /* the handle owns fd from here */
+        if (lnbd.nbd_connect_socket(h, fd) < 0)      /* the handle owns fd from here */
             goto fail;
         return h;
     }
     /* Bounded wait: a server that allows fewer clients than it advertised
      * parallelism for would otherwise leave us waiting in its backlog. */
-    if (nbd_aio_connect_socket(h, fd) < 0)
+    if (lnbd.nbd_aio_connect_socket(h, fd) < 0)
         goto fail;
-    while (nbd_aio_is_connecting(h)) {
-        int r = nbd_poll(h, timeout_ms);
+    while (lnbd.nbd_aio_is_connecting(h)) {
+        int r = lnbd.nbd_poll(h, timeout_ms);
         if (r < 0)
             goto fail;
         if (r == 0) {
             err_set(err, ETIMEDOUT, "NBD handshake timed out");
-            nbd_close(h);
+            lnbd.nbd_close(h);
             return NULL;
         }
     }
-    if (!nbd_aio_is_ready(h)) {
+    if (!lnbd.nbd_aio_is_ready(h)) {
         err_set(err, EIO, "NBD handshake failed");
-        nbd_close(h);
+        lnbd.nbd_close(h);
         return NULL;
     }
     return h;
 fail:
     handshake_error(a, err);
-    nbd_close(h);
+    lnbd.nbd_close(h);
     return NULL;
 }
 
@@ -501,7 +541,7 @@ static void nbdc_put(struct nbd_conn *c)
 /* The errno of the last failed libnbd call of this thread. */
 static int last_errno(void)
 {
-    int e = nbd_get_errno();
+    int e = lnbd.nbd_get_errno();
     return e > 0 ? -e : -EIO;
 }
 
@@ -517,31 +557,33 @@ static int nbdc_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     r = addr_parse(bs->filename, opts, &s->addr, err);
     if (r < 0)
         goto fail_addr;
+    if ((r = dynlib_load(&libnbd_lib, err)) < 0)
+        goto fail_addr;
     h = connect_handle(&s->addr, -1, err);
     if (!h) {
         r = -(err && err->code ? err->code : EIO);
         goto fail_addr;
     }
-    if ((flags & BLK_O_RDWR) && nbd_is_read_only(h) == 1) {
+    if ((flags & BLK_O_RDWR) && lnbd.nbd_is_read_only(h) == 1) {
         r = err_set_errno(err, EACCES, "Could not open image");
         goto fail_handle;
     }
-    size = nbd_get_size(h);
+    size = lnbd.nbd_get_size(h);
     if (size < 0) {
-        r = err_set(err, EIO, "%s", nbd_get_error());
+        r = err_set(err, EIO, "%s", lnbd.nbd_get_error());
         goto fail_handle;
     }
     s->size = (uint64_t)size;
-    s->can_multi_conn = nbd_can_multi_conn(h) == 1;
-    s->can_zero = nbd_can_zero(h) == 1;
-    s->can_fast_zero = nbd_can_fast_zero(h) == 1;
-    s->can_trim = nbd_can_trim(h) == 1;
-    s->can_flush = nbd_can_flush(h) == 1;
-    s->has_alloc = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+    s->can_multi_conn = lnbd.nbd_can_multi_conn(h) == 1;
+    s->can_zero = lnbd.nbd_can_zero(h) == 1;
+    s->can_fast_zero = lnbd.nbd_can_fast_zero(h) == 1;
+    s->can_trim = lnbd.nbd_can_trim(h) == 1;
+    s->can_flush = lnbd.nbd_can_flush(h) == 1;
+    s->has_alloc = lnbd.nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
     s->no_flush = flags & BLK_O_NO_FLUSH;
-    v = nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
+    v = lnbd.nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
     s->min_block = v > 1 && v <= 65536 && !(v & (v - 1)) ? (uint32_t)v : 1;
-    v = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+    v = lnbd.nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
     s->max_req = v >= s->min_block && v > 0 && v < NBD_MAX_REQUEST ? (uint32_t)v : NBD_MAX_REQUEST;
     s->max_req -= s->max_req % s->min_block;
     pthread_mutex_init(&s->pool_mu, NULL);
@@ -556,7 +598,7 @@ static int nbdc_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     return 0;
 
 fail_handle:
-    nbd_close(h);
+    lnbd.nbd_close(h);
 fail_addr:
     addr_release(&s->addr);
     return r;
@@ -567,8 +609,8 @@ static void nbdc_close(struct bds *bs)
     struct nbd_state *s = bs->opaque;
 
     for (int i = 0; i < s->nconn; i++) {
-        nbd_shutdown(s->conn[i].h, 0);
-        nbd_close(s->conn[i].h);
+        lnbd.nbd_shutdown(s->conn[i].h, 0);
+        lnbd.nbd_close(s->conn[i].h);
         pthread_mutex_destroy(&s->conn[i].mu);
     }
     pthread_mutex_destroy(&s->pool_mu);
@@ -594,7 +636,7 @@ static int nbdc_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
     while (len) {
         size_t n = (size_t)min_u64(len, s->max_req);
         struct nbd_conn *c = nbdc_get(s);
-        int r = nbd_pread(c->h, p, n, off, 0);
+        int r = lnbd.nbd_pread(c->h, p, n, off, 0);
         r = r < 0 ? last_errno() : 0;
         nbdc_put(c);
         if (r)
@@ -630,7 +672,7 @@ static int nbdc_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *b
     while (len) {
         size_t n = (size_t)min_u64(len, s->max_req);
         struct nbd_conn *c = nbdc_get(s);
-        int r = nbd_pwrite(c->h, p, n, off, 0);
+        int r = lnbd.nbd_pwrite(c->h, p, n, off, 0);
         r = r < 0 ? last_errno() : 0;
         nbdc_put(c);
         if (r)
@@ -683,7 +725,7 @@ static int nbdc_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int fl
     while (len) {
         uint64_t n = min_u64(len, chunk);
         struct nbd_conn *c = nbdc_get(s);
-        int r = nbd_zero(c->h, n, off, nflags);
+        int r = lnbd.nbd_zero(c->h, n, off, nflags);
         r = r < 0 ? last_errno() : 0;
         nbdc_put(c);
         if (r == -EOPNOTSUPP)
@@ -709,7 +751,7 @@ static int nbdc_discard(struct bds *bs, uint64_t off, uint64_t len)
     while (len) {
         uint64_t n = min_u64(len, chunk);
         struct nbd_conn *c = nbdc_get(s);
-        int r = nbd_trim(c->h, n, off, 0);
+        int r = lnbd.nbd_trim(c->h, n, off, 0);
         r = r < 0 ? last_errno() : 0;
         nbdc_put(c);
         if (r)
@@ -730,7 +772,7 @@ static int nbdc_flush(struct bds *bs)
     /* Without multi-conn there is one connection; with it, the server
      * promises that a flush on any connection covers them all. */
     struct nbd_conn *c = nbdc_get(s);
-    if (nbd_flush(c->h, 0) < 0)
+    if (lnbd.nbd_flush(c->h, 0) < 0)
         r = last_errno();
     nbdc_put(c);
     return r;
@@ -777,7 +819,7 @@ static int nbdc_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_
     if (s->min_block > 1 && n % s->min_block)
         n = align_up_u64(n, s->min_block) <= s->size - off ? align_up_u64(n, s->min_block) : n;
     struct nbd_conn *c = nbdc_get(s);
-    int r = nbd_block_status(c->h, n, off,
+    int r = lnbd.nbd_block_status(c->h, n, off,
                              (nbd_extent_callback){ .callback = extent_cb, .user_data = &ans },
                              LIBNBD_CMD_FLAG_REQ_ONE);
     r = r < 0 ? last_errno() : 0;
