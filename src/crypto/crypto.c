@@ -30,6 +30,37 @@
 #include <openssl/provider.h>
 
 #include "crypto/crypto.h"
+#include "util/dynlib.h"
+
+/* libcrypto is loaded on first use (util/dynlib.h): most runs never
+ * touch an encrypted image, and loading it costs start-up time. */
+#define OSSL_FUNCS(X) \
+    X(OSSL_LIB_CTX_new) \
+    X(OSSL_PROVIDER_load) \
+    X(OSSL_LIB_CTX_free) \
+    X(EVP_CIPHER_fetch) \
+    X(EVP_get_digestbyname) \
+    X(EVP_MD_CTX_new) \
+    X(EVP_DigestInit_ex) \
+    X(EVP_DigestUpdate) \
+    X(EVP_DigestFinal_ex) \
+    X(EVP_MD_CTX_free) \
+    X(PKCS5_PBKDF2_HMAC) \
+    X(EVP_CIPHER_free) \
+    X(EVP_CIPHER_CTX_new) \
+    X(EVP_CipherInit_ex) \
+    X(EVP_CIPHER_CTX_set_padding) \
+    X(EVP_CIPHER_CTX_free) \
+    X(EVP_CipherUpdate)
+static struct { OSSL_FUNCS(DYNLIB_FIELD) } ossl;
+#define OSSL_RESOLVE(f) DYNLIB_RESOLVE_INTO(ossl, f)
+static int ossl_resolve(void *h, struct err *err)
+{
+    void *sym;
+    OSSL_FUNCS(OSSL_RESOLVE)
+    return 0;
+}
+static struct dynlib ossl_lib = DYNLIB_INIT("libcrypto.so.3", ossl_resolve);
 
 static const char *const hash_names[CRYPTO_HASH__MAX] = {
     "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160",
@@ -103,10 +134,10 @@ static pthread_once_t legacy_once = PTHREAD_ONCE_INIT;
 
 static void legacy_init(void)
 {
-    legacy_ctx = OSSL_LIB_CTX_new();
-    if (legacy_ctx && (!OSSL_PROVIDER_load(legacy_ctx, "legacy") ||
-                       !OSSL_PROVIDER_load(legacy_ctx, "default"))) {
-        OSSL_LIB_CTX_free(legacy_ctx);
+    legacy_ctx = ossl.OSSL_LIB_CTX_new();
+    if (legacy_ctx && (!ossl.OSSL_PROVIDER_load(legacy_ctx, "legacy") ||
+                       !ossl.OSSL_PROVIDER_load(legacy_ctx, "default"))) {
+        ossl.OSSL_LIB_CTX_free(legacy_ctx);
         legacy_ctx = NULL;
     }
 }
@@ -124,25 +155,27 @@ static EVP_CIPHER *fetch_cipher(enum crypto_cipher_alg alg, bool cbc)
             return NULL;
         ctx = legacy_ctx;
     }
-    return EVP_CIPHER_fetch(ctx, name, NULL);
+    return ossl.EVP_CIPHER_fetch(ctx, name, NULL);
 }
 
 static const EVP_MD *hash_md(enum crypto_hash h)
 {
-    return EVP_get_digestbyname(hash_evp[h]);
+    return ossl.EVP_get_digestbyname(hash_evp[h]);
 }
 
 int crypto_hash2(enum crypto_hash h, const void *a, size_t alen, const void *b, size_t blen,
                  uint8_t *out, struct err *err)
 {
+    if (dynlib_load(&ossl_lib, err) < 0)
+        return -ENOTSUP;
     const EVP_MD *md = hash_md(h);
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *ctx = ossl.EVP_MD_CTX_new();
     unsigned int n = 0;
-    int ok = md && ctx && EVP_DigestInit_ex(ctx, md, NULL) &&
-             EVP_DigestUpdate(ctx, a, alen) && EVP_DigestUpdate(ctx, b, blen) &&
-             EVP_DigestFinal_ex(ctx, out, &n) && n == hash_lens[h];
+    int ok = md && ctx && ossl.EVP_DigestInit_ex(ctx, md, NULL) &&
+             ossl.EVP_DigestUpdate(ctx, a, alen) && ossl.EVP_DigestUpdate(ctx, b, blen) &&
+             ossl.EVP_DigestFinal_ex(ctx, out, &n) && n == hash_lens[h];
 
-    EVP_MD_CTX_free(ctx);
+    ossl.EVP_MD_CTX_free(ctx);
     if (!ok)
         return err_set(err, EINVAL, "Unable to compute hash %s", hash_names[h]);
     return 0;
@@ -169,6 +202,8 @@ int crypto_pbkdf2(enum crypto_hash h, const void *key, size_t nkey, const uint8_
                   size_t nsalt, uint64_t iterations, uint8_t *out, size_t nout,
                   struct err *err)
 {
+    if (dynlib_load(&ossl_lib, err) < 0)
+        return -ENOTSUP;
     const EVP_MD *md = hash_md(h);
 
     if (iterations == 0 || iterations > INT_MAX)
@@ -176,7 +211,7 @@ int crypto_pbkdf2(enum crypto_hash h, const void *key, size_t nkey, const uint8_
                        (unsigned long long)iterations, INT_MAX);
     if (nkey > INT_MAX || nsalt > INT_MAX || nout > INT_MAX)
         return err_set(err, EINVAL, "PBKDF parameters too large");
-    if (!md || !PKCS5_PBKDF2_HMAC(key, (int)nkey, salt, (int)nsalt, (int)iterations, md,
+    if (!md || !ossl.PKCS5_PBKDF2_HMAC(key, (int)nkey, salt, (int)nsalt, (int)iterations, md,
                                   (int)nout, out))
         return err_set(err, EINVAL, "PBKDF2 with hash %s failed", hash_names[h]);
     return 0;
@@ -286,6 +321,8 @@ struct crypto_cipher *crypto_cipher_new(enum crypto_cipher_alg alg, enum crypto_
         err_set(err, ENOTSUP, "Unsupported cipher mode %s", mode_names[mode]);
         return NULL;
     }
+    if (dynlib_load(&ossl_lib, err) < 0)
+        return NULL;
     c = calloc(1, sizeof(*c));
     if (!c) {
         err_set(err, ENOMEM, "Out of memory");
@@ -310,8 +347,8 @@ void crypto_cipher_free(struct crypto_cipher *c)
 {
     if (!c)
         return;
-    EVP_CIPHER_free(c->ecb);
-    EVP_CIPHER_free(c->cbc);
+    ossl.EVP_CIPHER_free(c->ecb);
+    ossl.EVP_CIPHER_free(c->cbc);
     memset(c->key, 0, sizeof(c->key));
     free(c);
 }
@@ -360,19 +397,19 @@ void crypto_ivgen_free(struct crypto_ivgen *g)
 
 static EVP_CIPHER_CTX *ctx_new(const EVP_CIPHER *evp, const uint8_t *key, int enc)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *ctx = ossl.EVP_CIPHER_CTX_new();
 
-    if (ctx && EVP_CipherInit_ex(ctx, evp, NULL, key, NULL, enc) &&
-        EVP_CIPHER_CTX_set_padding(ctx, 0))
+    if (ctx && ossl.EVP_CipherInit_ex(ctx, evp, NULL, key, NULL, enc) &&
+        ossl.EVP_CIPHER_CTX_set_padding(ctx, 0))
         return ctx;
-    EVP_CIPHER_CTX_free(ctx);
+    ossl.EVP_CIPHER_CTX_free(ctx);
     return NULL;
 }
 
 static bool ctx_update(EVP_CIPHER_CTX *ctx, uint8_t *buf, size_t len)
 {
     int outl = 0;
-    return len <= INT_MAX && EVP_CipherUpdate(ctx, buf, &outl, buf, (int)len) &&
+    return len <= INT_MAX && ossl.EVP_CipherUpdate(ctx, buf, &outl, buf, (int)len) &&
            (size_t)outl == len;
 }
 
@@ -439,7 +476,7 @@ static bool crypt_chunk(const struct crypto_cipher *c, struct session *s, const 
     case CRYPTO_MODE_ECB:
         return ctx_update(s->main, buf, len);
     case CRYPTO_MODE_CBC:
-        return EVP_CipherInit_ex(s->main, NULL, NULL, NULL, iv, encrypt) &&
+        return ossl.EVP_CipherInit_ex(s->main, NULL, NULL, NULL, iv, encrypt) &&
                ctx_update(s->main, buf, len);
     case CRYPTO_MODE_CTR: {
         uint8_t ctr[16], ks[16];
@@ -530,9 +567,9 @@ int crypto_sectors_crypt(const struct crypto_cipher *c, const struct crypto_ivge
         buf += n;
         len -= n;
     }
-    EVP_CIPHER_CTX_free(s.main);
-    EVP_CIPHER_CTX_free(s.tweak);
-    EVP_CIPHER_CTX_free(s.essiv);
+    ossl.EVP_CIPHER_CTX_free(s.main);
+    ossl.EVP_CIPHER_CTX_free(s.tweak);
+    ossl.EVP_CIPHER_CTX_free(s.essiv);
     memset(iv, 0, sizeof(iv));
     if (!ok)
         return err_set(err, EIO, "Cipher operation failed");
