@@ -213,6 +213,9 @@ int blk_bitmap_enable(struct bds *bs, const char *name, bool enable, struct err 
 int blk_bitmap_merge(struct bds *bs, const char *dst, struct bds *src_bs, const char *src,
                      struct err *err);
 
+/* Where drivers' own messages go (block/message.c); NULL: stderr. */
+void blk_set_message_sink(void (*fn)(const char *line));
+
 /* Resolve a backing file name relative to the image that names it. */
 char *blk_resolve_backing(const char *image, const char *backing);
 

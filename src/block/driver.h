@@ -111,6 +111,9 @@ int blk_create_file(const char *filename, struct kvopts *opts, struct err *err);
 /* Log one check line through res->log. */
 void blk_check_log(struct blk_check_result *res, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* A line qemu's driver would print on stderr by itself (corruption
+ * notices and the like); see block/message.c. */
+void blk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True when buf[0..len) is all zero (word at a time). */
 bool buffer_is_zero(const void *buf, size_t len);
 
