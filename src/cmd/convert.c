@@ -48,6 +48,7 @@ int cmd_convert(int argc, char **argv)
     bool explicit_min_sparse = false, created = false, in_order = true;
     uint64_t min_sparse = 8 * 512;
     long num_coroutines = 8, compress_level = 0;
+    int64_t rate_limit = 0;
     int c, ret = 1, src_flags = 0, nsrc = 0;
     struct bds **src = NULL, *target = NULL;
     uint64_t *src_size = NULL;
@@ -115,7 +116,7 @@ int cmd_convert(int argc, char **argv)
         case 'W': in_order = false; break;
         case 'U': force_share = true; break;
         case 'r':
-            if (cvtnum("rate limit", optarg) < 0)
+            if ((rate_limit = cvtnum("rate limit", optarg)) < 0)
                 goto fail_getopt;
             break;
         case 256:
@@ -367,6 +368,7 @@ int cmd_convert(int argc, char **argv)
         .min_sparse = min_sparse,
         .compressed = compressed || (gi == 0 && bi.needs_compressed_writes),
         .copy_range = copy_range,
+        .rate_limit = (uint64_t)rate_limit,
         .cluster_size = gi == 0 ? bi.cluster_size : 0,
         .buf_size = IO_BUF_SIZE,
         .salvage = salvage,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "block/driver.h"
@@ -277,6 +278,8 @@ struct engine {
     uint64_t next_off;      /* next offset to hand out */
     uint64_t wr_off;        /* in-order mode: offset whose write is due */
     uint64_t allocated, done;
+    uint64_t limited;       /* bytes counted against rate_limit so far */
+    struct timespec t0;     /* when the copy started, for rate_limit */
     int ret;
     struct err err;
 };
@@ -290,6 +293,31 @@ static void engine_fail(struct engine *e, int r, struct err *err)
     }
     pthread_cond_broadcast(&e->turn);
     pthread_mutex_unlock(&e->lock);
+}
+
+/* -r: a step of n bytes may start once the bytes before it fit in the
+ * rate since the copy began (the budget is shared by all workers). */
+static void rate_wait(struct engine *e, uint64_t n)
+{
+    struct timespec now, due;
+    double at;
+
+    if (!e->j->rate_limit)
+        return;
+    pthread_mutex_lock(&e->lock);
+    at = (double)e->limited / (double)e->j->rate_limit;
+    e->limited += n;
+    pthread_mutex_unlock(&e->lock);
+    due.tv_sec = e->t0.tv_sec + (time_t)at;
+    due.tv_nsec = e->t0.tv_nsec + (long)((at - (double)(time_t)at) * 1e9);
+    if (due.tv_nsec >= 1000000000L) {
+        due.tv_sec++;
+        due.tv_nsec -= 1000000000L;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec < due.tv_sec || (now.tv_sec == due.tv_sec && now.tv_nsec < due.tv_nsec))
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &due, NULL) == EINTR)
+            ;
 }
 
 /* In-order mode: wait until the writes before off are done. Returns false
@@ -386,6 +414,8 @@ static void *engine_worker(void *opaque)
         }
         pthread_mutex_unlock(&e->lock);
 
+        if (st == ST_DATA)
+            rate_wait(e, n);
         if (j->copy_range && st == ST_DATA) {
             if (!wait_turn(e, off))
                 break;
@@ -479,6 +509,7 @@ int copy_run(struct copy_job *j, struct err *err)
     e.w.next_status = 0;
     pthread_mutex_init(&e.lock, NULL);
     pthread_cond_init(&e.turn, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &e.t0);
 
     nthreads = j->workers > 0 ? j->workers : 1;
     if (nthreads > COPY_MAX_WORKERS)

@@ -24,6 +24,7 @@ struct copy_job {
     uint64_t alignment;         /* bytes, power of two */
     bool compressed;
     bool copy_range;            /* try blk_copy_range for data (qemu-img -C) */
+    uint64_t rate_limit;        /* bytes per second of data copied, 0 = none (-r) */
     uint64_t cluster_size;      /* target cluster size (compressed writes) */
     uint64_t buf_size;          /* bytes per request */
     bool salvage;
