@@ -58,6 +58,25 @@ static int find_by_name(struct bds *bs, const char *name, struct blk_snapshot *o
     return r;
 }
 
+/* --image-opts "read-only=on": the node opens read-only, which a writing
+ * action then refuses (the block layer does not act on the option). */
+static bool opts_read_only(bool image_opts, const char *filename)
+{
+    struct kvopts o;
+    struct err e;
+    bool ro = false;
+
+    if (!image_opts)
+        return false;
+    kvopts_init(&o);
+    err_init(&e);
+    if (kvopts_parse(&o, filename, NULL, &e) == 0 &&
+        kvopts_get_bool(&o, "read-only", false, &ro, &e) < 0)
+        ro = false;
+    kvopts_release(&o);
+    return ro;
+}
+
 int cmd_snapshot(int argc, char **argv)
 {
     static const struct option long_options[] = {
@@ -104,9 +123,20 @@ int cmd_snapshot(int argc, char **argv)
     const char *filename = argv[optind];
     struct img_open_args a = { .filename = filename, .image_opts = image_opts, .quiet = quiet,
                                .flags = flags | (force_share ? BLK_O_SHARE : 0) };
+    /* qemu refuses these before and after opening the image. */
+    if (force_share && (flags & BLK_O_RDWR)) {
+        error_report("Could not open '%s': force-share=on can only be used with read-only images",
+                     filename);
+        return 1;
+    }
     struct bds *bs = img_open(&a);
     if (!bs)
         return 1;
+    if ((flags & BLK_O_RDWR) && (bs->read_only || opts_read_only(image_opts, filename))) {
+        error_report("Could not open '%s': Block node is read-only", filename);
+        blk_close(bs);
+        return 1;
+    }
     err_init(&e);
     switch (action) {
     case SNAPSHOT_LIST:
@@ -116,7 +146,8 @@ int cmd_snapshot(int argc, char **argv)
         struct blk_snapshot sn;
         struct timeval tv;
         memset(&sn, 0, sizeof(sn));
-        snprintf(sn.name, sizeof(sn.name), "%s", snapshot_name);
+        /* qemu keeps names in a 256-byte buffer: longer ones are cut */
+        snprintf(sn.name, sizeof(sn.name), "%.255s", snapshot_name);
         gettimeofday(&tv, NULL);
         sn.date_sec = (uint32_t)tv.tv_sec;
         sn.date_nsec = (uint32_t)tv.tv_usec * 1000;
@@ -131,7 +162,19 @@ int cmd_snapshot(int argc, char **argv)
         if (ret) {
             if (!e.set)
                 err_set_errno(&e, -ret, "Failed to load snapshot");
-            error_report("Could not apply snapshot '%s': %s", snapshot_name, e.msg);
+            /* Lines before the last one are reports qemu's driver makes on
+             * its own (error_report_err) before the command's line. */
+            char *last = strrchr(e.msg, '\n');
+            if (last) {
+                *last++ = '\0';
+                for (char *line = e.msg, *nl; line; line = nl) {
+                    nl = strchr(line, '\n');
+                    if (nl)
+                        *nl++ = '\0';
+                    error_report("%s", line);
+                }
+            }
+            error_report("Could not apply snapshot '%s': %s", snapshot_name, last ? last : e.msg);
         }
         break;
     case SNAPSHOT_DELETE: {

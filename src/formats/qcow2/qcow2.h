@@ -248,6 +248,10 @@ int qcow2_check(struct bds *bs, struct blk_check_result *res, int fix, struct er
 /* qcow2-snapshot.c */
 int qcow2_read_snapshots(struct bds *bs, struct err *err);
 void qcow2_free_snapshots(struct qcow2_state *s);
+/* Rewrite the in-memory table (s->snapshots) to new clusters, always with
+ * at least the 24 known extra bytes, switch the header, free the old one
+ * (qemu's qcow2_write_snapshots; amend uses it to upgrade v2 tables). */
+int qcow2_write_snapshots(struct bds *bs);
 extern const struct blk_snapshot_ops qcow2_snapshot_ops;
 
 #endif
