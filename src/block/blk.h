@@ -189,7 +189,11 @@ int blk_change_backing(struct bds *bs, const char *file, const char *fmt, struct
 bool blk_has_zero_init(struct bds *bs);
 bool blk_driver_is_format(const struct blk_driver *drv);
 int blk_make_empty(struct bds *bs, struct err *err);
-int blk_amend(struct bds *bs, struct kvopts *opts, bool force, struct err *err);
+/* Amend format options; status (may be NULL) is told the progress of long
+ * amendments as work done out of a total (qemu's BlockDriverAmendStatusCB). */
+typedef void blk_amend_status_fn(void *opaque, int64_t offset, int64_t total);
+int blk_amend(struct bds *bs, struct kvopts *opts, bool force, blk_amend_status_fn *status,
+              void *status_opaque, struct err *err);
 int blk_measure(const struct blk_driver *drv, struct kvopts *opts, struct bds *in,
                 uint64_t size, struct blk_measure *out, struct err *err);
 
@@ -206,7 +210,18 @@ const char *blk_prealloc_name(enum blk_prealloc p);
 bool blk_supports_bitmaps(struct bds *bs);
 
 /* --- persistent dirty bitmaps --- */
-int blk_bitmap_add(struct bds *bs, const char *name, uint32_t granularity, struct err *err);
+struct blk_bitmap_info {
+    char name[1024];
+    uint32_t granularity;
+    bool enabled;                   /* tracks writes ("auto") */
+    bool inconsistent;              /* found in use: not saved properly */
+};
+/* The node's persistent bitmaps (qemu's in-memory order, newest first):
+ * returns the count and a malloc'ed array the caller frees. */
+int blk_bitmap_list(struct bds *bs, struct blk_bitmap_info **list, struct err *err);
+/* granularity 0: the format's default. */
+int blk_bitmap_add(struct bds *bs, const char *name, uint32_t granularity, bool disabled,
+                   struct err *err);
 int blk_bitmap_remove(struct bds *bs, const char *name, struct err *err);
 int blk_bitmap_clear(struct bds *bs, const char *name, struct err *err);
 int blk_bitmap_enable(struct bds *bs, const char *name, bool enable, struct err *err);

@@ -28,6 +28,10 @@ struct blk_snapshot_ops {
 };
 
 struct blk_bitmap_ops {
+    /* Can the image store persistent bitmaps (qcow2: v3)? NULL: yes. */
+    bool (*supported)(struct bds *bs);
+    /* Returns the count and a malloc'ed array in qemu's order (caller frees). */
+    int (*list)(struct bds *bs, struct blk_bitmap_info **list, struct err *err);
     int (*add)(struct bds *bs, const char *name, uint32_t granularity, bool disabled, struct err *err);
     int (*remove)(struct bds *bs, const char *name, struct err *err);
     int (*clear)(struct bds *bs, const char *name, struct err *err);
@@ -116,5 +120,8 @@ void blk_check_log(struct blk_check_result *res, const char *fmt, ...)
 void blk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True when buf[0..len) is all zero (word at a time). */
 bool buffer_is_zero(const void *buf, size_t len);
+/* Inside an amend operation: report progress (offset of total work) to the
+ * command's status callback, if any. */
+void blk_amend_status(struct bds *bs, int64_t offset, int64_t total);
 
 #endif

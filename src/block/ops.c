@@ -1,6 +1,7 @@
 /* Upkeep operations: dispatch to the driver, answering -ENOTSUP with
  * qemu-img's wording where the driver has no such operation. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "block/driver.h"
@@ -46,12 +47,36 @@ int blk_make_empty(struct bds *bs, struct err *err)
     return bs->drv->make_empty(bs, err);
 }
 
-int blk_amend(struct bds *bs, struct kvopts *opts, bool force, struct err *err)
+/* The status callback of the amend in progress: amend runs synchronously
+ * on the command's thread, one at a time. */
+static struct {
+    struct bds *bs;
+    blk_amend_status_fn *fn;
+    void *opaque;
+} amend_status;
+
+void blk_amend_status(struct bds *bs, int64_t offset, int64_t total)
 {
+    if (amend_status.fn && amend_status.bs == bs)
+        amend_status.fn(amend_status.opaque, offset, total);
+}
+
+int blk_amend(struct bds *bs, struct kvopts *opts, bool force, blk_amend_status_fn *status,
+              void *status_opaque, struct err *err)
+{
+    int r;
+
     if (!bs->drv->amend)
         return err_set(err, ENOTSUP, "Format driver '%s' does not support option amendment",
                        bs->drv->name);
-    return bs->drv->amend(bs, opts, force, err);
+    amend_status.bs = bs;
+    amend_status.fn = status;
+    amend_status.opaque = status_opaque;
+    r = bs->drv->amend(bs, opts, force, err);
+    amend_status.bs = NULL;
+    amend_status.fn = NULL;
+    amend_status.opaque = NULL;
+    return r;
 }
 
 int blk_measure(const struct blk_driver *drv, struct kvopts *opts, struct bds *in,
@@ -110,20 +135,36 @@ bool blk_has_zero_init(struct bds *bs)
 
 bool blk_supports_bitmaps(struct bds *bs)
 {
-    return bs->drv->bitmap != NULL;
+    if (!bs->drv->bitmap)
+        return false;
+    return !bs->drv->bitmap->supported || bs->drv->bitmap->supported(bs);
 }
 
 static int no_bitmaps(struct bds *bs, struct err *err)
 {
-    return err_set(err, ENOTSUP, "Can't store persistent bitmaps to %s: Operation not supported",
-                   bs->filename);
+    /* qemu names the node by its generated name: "#block" + counter (1 for
+     * the image) + two random digits. */
+    (void)bs;
+    return err_set(err, ENOTSUP, "Can't store persistent bitmaps to #block1%02d: Operation not supported",
+                   rand() % 99);
 }
 
-int blk_bitmap_add(struct bds *bs, const char *name, uint32_t granularity, struct err *err)
+int blk_bitmap_list(struct bds *bs, struct blk_bitmap_info **list, struct err *err)
 {
+    *list = NULL;
+    if (!bs->drv->bitmap || !bs->drv->bitmap->list)
+        return 0;
+    return bs->drv->bitmap->list(bs, list, err);
+}
+
+int blk_bitmap_add(struct bds *bs, const char *name, uint32_t granularity, bool disabled,
+                   struct err *err)
+{
+    if (!name || !*name)
+        return err_set(err, EINVAL, "Bitmap name cannot be empty");
     if (!bs->drv->bitmap || !bs->drv->bitmap->add)
         return no_bitmaps(bs, err);
-    return bs->drv->bitmap->add(bs, name, granularity, false, err);
+    return bs->drv->bitmap->add(bs, name, granularity, disabled, err);
 }
 
 int blk_bitmap_remove(struct bds *bs, const char *name, struct err *err)

@@ -11,6 +11,13 @@
 #include "cmd/progress.h"
 #include "util/xalloc.h"
 
+/* qemu-img's amend_status_cb: the driver's progress, as a percentage. */
+static void amend_status(void *opaque, int64_t offset, int64_t total)
+{
+    (void)opaque;
+    progress_print(100.f * (float)offset / (float)total, 0);
+}
+
 static int print_amend_help(const char *fmt)
 {
     const struct blk_driver *drv = blk_find_format(fmt);
@@ -59,7 +66,12 @@ int cmd_amend(int argc, char **argv)
         case '?': unrecognized_option(argv[optind - 1]);
         case 'h': help();
         case 'o': {
-            char *n = options ? xasprintf("%s,%s", options, optarg) : xstrdup(optarg);
+            char *n;
+            if (!kvopts_list_valid(optarg)) {
+                error_report("Invalid option list: %s", optarg);
+                goto out_no_progress;
+            }
+            n = options ? xasprintf("%s,%s", options, optarg) : xstrdup(optarg);
             free(options);
             options = n;
             break;
@@ -131,9 +143,10 @@ int cmd_amend(int argc, char **argv)
             goto out;
         }
     }
+    /* In case the driver reports no progress of its own. */
     progress_print(0.f, 0);
     err_init(&e);
-    int r = blk_amend(bs, &opts, force, &e);
+    int r = blk_amend(bs, &opts, force, amend_status, NULL, &e);
     progress_print(100.f, 0);
     if (r < 0) {
         error_report("%s", e.set ? e.msg : strerror(-r));

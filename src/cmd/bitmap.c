@@ -30,6 +30,9 @@ int cmd_bitmap(int argc, char **argv)
         { "enable", no_argument, NULL, 261 },
         { "disable", no_argument, NULL, 262 },
         { "merge", required_argument, NULL, 263 },
+        { "granularity", required_argument, NULL, 'g' },
+        { "source-file", required_argument, NULL, 'b' },
+        { "source-format", required_argument, NULL, 'F' },
         { NULL, 0, NULL, 0 },
     };
     const char *fmt = NULL, *src_fmt = NULL, *src_filename = NULL;
@@ -50,8 +53,10 @@ int cmd_bitmap(int argc, char **argv)
         case 'F': src_fmt = optarg; break;
         case 'g':
             granularity = cvtnum("granularity", optarg);
-            if (granularity < 0)
-                goto out;
+            if (granularity < 0) {
+                free(acts);
+                return 1;
+            }
             break;
         case 256:
             if (object_add(optarg) < 0)
@@ -108,14 +113,20 @@ int cmd_bitmap(int argc, char **argv)
         int r = 0;
         err_init(&e);
         switch (acts[i].act) {
-        case BM_ADD:
-            if (granularity && (granularity < 512 || !is_pow2_u64((uint64_t)granularity) ||
-                                granularity > (1LL << 31))) {
+        case BM_ADD: {
+            /* qemu passes the granularity as a uint32 (higher bits dropped) */
+            uint32_t g = (uint32_t)granularity;
+            if (granularity && (g < 512 || !is_pow2_u64(g))) {
                 r = err_set(&e, EINVAL, "Granularity must be power of 2 and at least 512");
                 break;
             }
-            r = blk_bitmap_add(bs, bitmap, (uint32_t)granularity, &e);
+            if (!*bitmap) {
+                r = err_set(&e, EINVAL, "Bitmap name cannot be empty");
+                break;
+            }
+            r = blk_bitmap_add(bs, bitmap, g, false, &e);
             break;
+        }
         case BM_REMOVE: r = blk_bitmap_remove(bs, bitmap, &e); break;
         case BM_CLEAR: r = blk_bitmap_clear(bs, bitmap, &e); break;
         case BM_ENABLE: r = blk_bitmap_enable(bs, bitmap, true, &e); break;
@@ -127,10 +138,6 @@ int cmd_bitmap(int argc, char **argv)
                          e.set ? e.msg : strerror(-r));
             goto out;
         }
-    }
-    if (blk_flush(bs) < 0) {
-        error_report("Failed to flush the image");
-        goto out;
     }
     ret = 0;
 out:

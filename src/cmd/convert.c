@@ -13,6 +13,7 @@
 #include "engine/copy.h"
 #include "util/ckd.h"
 #include "util/size.h"
+#include "util/strbuf.h"
 #include "util/xalloc.h"
 
 #define IO_BUF_SIZE (2u << 20)
@@ -22,6 +23,187 @@ static void warn_cb(void *opaque, const char *msg)
 {
     (void)opaque;
     warn_report("%s", msg);
+}
+
+/* --bitmaps: the source must support bitmaps and, unless skip_broken, have
+ * no inconsistent one (qemu names the first in its newest-first order). */
+static int convert_check_bitmaps(struct bds *src, bool skip_broken)
+{
+    struct blk_bitmap_info *l = NULL;
+    struct err e;
+    int n;
+
+    if (!blk_supports_bitmaps(src)) {
+        error_report("Source lacks bitmap support");
+        return -1;
+    }
+    err_init(&e);
+    n = blk_bitmap_list(src, &l, &e);
+    if (n < 0) {
+        error_report("%s", e.msg);
+        return -1;
+    }
+    for (int i = 0; i < n && !skip_broken; i++) {
+        if (l[i].inconsistent) {
+            error_report("Cannot copy inconsistent bitmap '%s'", l[i].name);
+            fprintf(stderr, "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it\n");
+            free(l);
+            return -1;
+        }
+    }
+    free(l);
+    return 0;
+}
+
+/* Copy the source's persistent bitmaps into the (already written) target. */
+static int convert_copy_bitmaps(struct bds *src, struct bds *dst, bool skip_broken)
+{
+    struct blk_bitmap_info *l = NULL;
+    struct err e;
+    int n, ret = 0;
+
+    err_init(&e);
+    n = blk_bitmap_list(src, &l, &e);
+    if (n < 0) {
+        error_report("%s", e.msg);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (skip_broken && l[i].inconsistent) {
+            warn_report("Skipping inconsistent bitmap '%s'", l[i].name);
+            continue;
+        }
+        err_init(&e);
+        if (blk_bitmap_add(dst, l[i].name, l[i].granularity, !l[i].enabled, &e) < 0) {
+            error_report("Failed to create bitmap %s: %s", l[i].name, e.msg);
+            ret = -1;
+            break;
+        }
+        err_init(&e);
+        if (blk_bitmap_merge(dst, l[i].name, src, l[i].name, &e) < 0) {
+            struct err e2;
+            error_report("Failed to populate bitmap %s: %s", l[i].name, e.msg);
+            err_init(&e2);
+            blk_bitmap_remove(dst, l[i].name, &e2);
+            ret = -1;
+            break;
+        }
+    }
+    free(l);
+    return ret;
+}
+
+/* -l snapshot.id=ID,snapshot.name=NAME: qemu's internal_snapshot_opts as
+ * qemu_opts_parse_noisily reads them (",," escapes a comma, a bare "foo"
+ * is foo=on and "nofoo" foo=off with a deprecation warning, "help" lists
+ * the options, "id=" must be an identifier). The parsed values live until
+ * the program ends. */
+static struct {
+    bool set;
+    char *id, *name;
+} snap_opts;
+
+static bool snap_id_wellformed(const char *id)
+{
+    if (!((*id >= 'a' && *id <= 'z') || (*id >= 'A' && *id <= 'Z')))
+        return false;
+    for (const char *p = id + 1; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+              (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* Split the next element at *pp into a malloc'ed name and value; flag says
+ * it had no '='. */
+static void snap_opt_next(const char **pp, char **name, char **value, bool *flag)
+{
+    const char *p = *pp;
+    size_t len = strcspn(p, "=,");
+    struct strbuf v = STRBUF_INIT;
+
+    *name = xstrndup(p, len);
+    p += len;
+    *flag = *p != '=';
+    if (!*flag) {
+        for (p++; *p; p++) {
+            if (*p == ',') {
+                if (p[1] != ',')
+                    break;
+                p++;
+            }
+            strbuf_addf(&v, "%c", *p);
+        }
+        *value = xstrdup(strbuf_str(&v));
+    } else {
+        *value = NULL;
+    }
+    strbuf_release(&v);
+    if (*p == ',')
+        p++;
+    *pp = p;
+}
+
+static int parse_snapshot_opts(const char *arg)
+{
+    const char *p;
+    char *name, *value;
+    bool flag;
+
+    /* The "id" element is taken first (its value must be an identifier). */
+    for (p = arg; *p;) {
+        snap_opt_next(&p, &name, &value, &flag);
+        bool is_id = !strcmp(name, "id");
+        bool bad = is_id && !snap_id_wellformed(flag ? "on" : value);
+        free(name);
+        free(value);
+        if (bad) {
+            error_report("Parameter 'id' expects an identifier");
+            fprintf(stderr, "Identifiers consist of letters, digits, '-', '.', '_', "
+                    "starting with a letter.\n");
+            return -1;
+        }
+        if (is_id)
+            break;
+    }
+    free(snap_opts.id);
+    free(snap_opts.name);
+    snap_opts.id = snap_opts.name = NULL;
+    snap_opts.set = true;
+    for (p = arg; *p;) {
+        snap_opt_next(&p, &name, &value, &flag);
+        if (flag) {
+            if (!strcmp(name, "help") || !strcmp(name, "?")) {
+                printf("snapshot options:\n"
+                       "  snapshot.id=<str>      - snapshot id\n"
+                       "  snapshot.name=<str>    - snapshot name\n");
+                free(name);
+                return -1;
+            }
+            const char *key = strncmp(name, "no", 2) ? name : name + 2;
+            value = xstrdup(key == name ? "on" : "off");
+            warn_report("short-form boolean option '%s' deprecated", name);
+            fprintf(stderr, "Please use %s=%s instead\n", key, value);
+            memmove(name, key, strlen(key) + 1);
+        }
+        if (!strcmp(name, "snapshot.id")) {
+            free(snap_opts.id);
+            snap_opts.id = value;
+        } else if (!strcmp(name, "snapshot.name")) {
+            free(snap_opts.name);
+            snap_opts.name = value;
+        } else if (!strcmp(name, "id")) {
+            free(value);
+        } else {
+            error_report("Invalid parameter '%s'", name);
+            free(name);
+            free(value);
+            return -1;
+        }
+        free(name);
+    }
+    return 0;
 }
 
 int cmd_convert(int argc, char **argv)
@@ -77,8 +259,11 @@ int cmd_convert(int argc, char **argv)
         }
         case 'l':
             if (!strncmp(optarg, "snapshot.", 9)) {
-                error_report("Failed in parsing snapshot param '%s'", optarg);
-                goto fail_getopt;
+                if (parse_snapshot_opts(optarg) < 0) {
+                    error_report("Failed in parsing snapshot param '%s'", optarg);
+                    goto fail_getopt;
+                }
+                break;
             }
             snapshot_name = optarg;
             break;
@@ -218,14 +403,28 @@ int cmd_convert(int argc, char **argv)
         src_size[i] = align_up_u64((uint64_t)len, 512);
         total += src_size[i];
     }
-    if (snapshot_name) {
-        if (nsrc > 1) {
-            error_report("No support for concatenating multiple snapshot");
-            goto out;
+    if (snap_opts.set || snapshot_name) {
+        int sr;
+        if (snap_opts.set) {
+            sr = blk_snapshot_load_tmp(src[0], snap_opts.id, snap_opts.name, &e);
+        } else {
+            if (nsrc > 1) {
+                error_report("No support for concatenating multiple snapshot");
+                goto out;
+            }
+            /* By id first, then by name (bdrv_snapshot_load_tmp_by_id_or_name). */
+            sr = blk_snapshot_load_tmp(src[0], snapshot_name, NULL, &e);
+            if (sr == -ENOENT || sr == -EINVAL) {
+                err_init(&e);
+                sr = blk_snapshot_load_tmp(src[0], NULL, snapshot_name, &e);
+            }
         }
-        if (blk_snapshot_load_tmp(src[0], snapshot_name, NULL, &e) < 0 &&
-            blk_snapshot_load_tmp(src[0], NULL, snapshot_name, &e) < 0) {
-            error_report("Failed to load snapshot: %s", e.msg);
+        if (sr < 0) {
+            if (!e.set)
+                err_set_errno(&e, -sr, "Failed to load snapshot");
+            else
+                err_prefix(&e, "Failed to load snapshot: ");
+            error_report("%s", e.msg);
             goto out;
         }
     }
@@ -310,10 +509,8 @@ int cmd_convert(int argc, char **argv)
         error_report("Copying bitmaps only possible with single source");
         goto out;
     }
-    if (bitmaps && !blk_supports_bitmaps(src[0])) {
-        error_report("Source lacks bitmap support");
+    if (bitmaps && convert_check_bitmaps(src[0], skip_broken) < 0)
         goto out;
-    }
     if (!skip_create) {
         err_init(&e);
         if (blk_create(out_fmt, out_filename, &opts, &e) < 0) {
@@ -333,6 +530,10 @@ int cmd_convert(int argc, char **argv)
     target = img_open(&ta);
     if (!target)
         goto out;
+    if (bitmaps && !blk_supports_bitmaps(target)) {
+        error_report("Format driver '%s' does not support bitmaps", blk_driver_name(target->drv));
+        goto out;
+    }
     if (target_has_backing) {
         /* The engine needs the target's backing size for its zero handling. */
         struct err be;
@@ -403,6 +604,10 @@ int cmd_convert(int argc, char **argv)
      * Scripts may test that status: keep it, and keep the image. */
     if (compressed && total > 0 && !strcmp(blk_driver_name(target->drv), "qcow")) {
         created = false;
+        goto out;
+    }
+    if (bitmaps && convert_copy_bitmaps(src[0], target, skip_broken) < 0) {
+        created = false;    /* qemu-img keeps the target */
         goto out;
     }
     ret = 0;

@@ -8,13 +8,19 @@
  * There are no refcounts: new L2 tables and clusters are appended at the
  * (cluster-aligned) end of the file, compressed clusters at its
  * sector-aligned end, in qemu's order, so the same writes give the same
- * file. AES-encrypted images (crypt_method 1) open for metadata only. */
+ * file. AES-encrypted images (crypt_method 1): AES-128-CBC keyed with the
+ * first 16 bytes of the encrypt.key-secret passphrase (zero padded), IV =
+ * plain64 of the guest sector; compressed clusters stay in the clear, and
+ * the unwritten sectors of a fresh cluster are written as encrypted zeros,
+ * as qemu does. Without the key (BLK_O_NO_IO) only metadata is read. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
 #include "block/driver.h"
+#include "crypto/crypto.h"
+#include "util/secret.h"
 
 #define QCOW_MAGIC 0x514649fbu          /* "QFI\xfb" */
 #define QCOW_VERSION 1
@@ -47,6 +53,8 @@ struct qcow_state {
     uint8_t *cluster_data;
     uint64_t cluster_cache_offset;
     uint32_t crypt_method;
+    struct crypto_cipher *aes;         /* NULL unless encrypted and keyed */
+    struct crypto_ivgen *ivgen;
 };
 
 static struct qcow_state *qst(struct bds *bs) { return bs->opaque; }
@@ -68,6 +76,65 @@ static void qcow_free(struct qcow_state *s)
     free(s->cluster_data);
     s->l1 = NULL;
     s->l2_cache = s->cluster_cache = s->cluster_data = NULL;
+    crypto_cipher_free(s->aes);
+    crypto_ivgen_free(s->ivgen);
+    s->aes = NULL;
+    s->ivgen = NULL;
+}
+
+/* Encrypt or decrypt len bytes (whole sectors) of guest offset off. */
+static int qcow_crypt(struct qcow_state *s, uint64_t off, uint8_t *buf, uint64_t len, bool enc)
+{
+    if (!s->aes || (off | len) % 512)
+        return -EIO;
+    if (crypto_sectors_crypt(s->aes, s->ivgen, enc, off / 512, 512, buf, (size_t)len, NULL) < 0)
+        return -EIO;
+    return 0;
+}
+
+/* qemu's runtime options (encrypt.format, encrypt.key-secret) and the key:
+ * the passphrase's first 16 bytes, zero padded. */
+static int qcow_crypt_open(struct bds *bs, struct kvopts *opts, int flags, struct err *err)
+{
+    struct qcow_state *s = qst(bs);
+    const char *fmt = opts ? kvopts_get(opts, "encrypt.format") : NULL;
+    const char *secret = opts ? kvopts_get(opts, "encrypt.key-secret") : NULL;
+    const char *password;
+    uint8_t key[16];
+    size_t n;
+
+    if (!s->crypt_method) {
+        if (fmt)
+            return err_set(err, EINVAL,
+                           "No encryption in image header, but options specified format '%s'", fmt);
+        return 0;
+    }
+    if (s->crypt_method != QCOW_CRYPT_AES)
+        return err_set(err, EINVAL, "invalid encryption method in qcow header");
+    if (fmt && strcmp(fmt, "aes"))
+        return err_set(err, EINVAL,
+                       "Header reported 'aes' encryption format but options specify '%s'", fmt);
+    for (size_t i = 0; opts && i < opts->n; i++) {
+        const char *k = opts->v[i].key;
+        if (!strncmp(k, "encrypt.", 8) && strcmp(k + 8, "format") && strcmp(k + 8, "key-secret"))
+            return err_set(err, EINVAL, "Parameter '%s' is unexpected", k + 8);
+    }
+    bs->encrypted = true;
+    if (flags & BLK_O_NO_IO)
+        return 0;
+    if (!secret)
+        return err_set(err, EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
+    if (!(password = secret_get(secret, NULL, err)))
+        return -EINVAL;
+    n = strlen(password);
+    memset(key, 0, sizeof(key));
+    memcpy(key, password, n < sizeof(key) ? n : sizeof(key));
+    s->ivgen = crypto_ivgen_new(CRYPTO_IVGEN_PLAIN64, CRYPTO_CIPHER_AES_128, CRYPTO_HASH_SHA256,
+                                NULL, 0, err);
+    if (s->ivgen)
+        s->aes = crypto_cipher_new(CRYPTO_CIPHER_AES_128, CRYPTO_MODE_CBC, key, sizeof(key), err);
+    memset(key, 0, sizeof(key));
+    return s->aes ? 0 : -ENOTSUP;
 }
 
 static int qcow_open(struct bds *bs, struct kvopts *opts, int flags, struct err *err)
@@ -79,7 +146,6 @@ static int qcow_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     int64_t flen;
     int r;
 
-    (void)opts;
     if ((r = blk_pread(bs->file, 0, sizeof(h), h)) < 0)
         return err_set_errno(err, -r, "Could not read qcow header");
     version = get_be32(h + QCH_VERSION);
@@ -106,14 +172,8 @@ static int qcow_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
         return err_set(err, EINVAL, "Cluster size must be between 512 and 64k");
     if (s->l2_bits < 9 - 3 || s->l2_bits > 16 - 3)
         return err_set(err, EINVAL, "L2 table size must be between 512 and 64k");
-    if (s->crypt_method) {
-        if (s->crypt_method != QCOW_CRYPT_AES)
-            return err_set(err, EINVAL, "invalid encryption method in qcow header");
-        /* AES-CBC images need a key; without I/O only metadata is read. */
-        if (!(flags & BLK_O_NO_IO))
-            return err_set(err, EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
-        bs->encrypted = true;
-    }
+    if ((r = qcow_crypt_open(bs, opts, flags, err)) < 0)
+        goto fail;
     s->cluster_size = 1u << s->cluster_bits;
     s->l2_size = 1u << s->l2_bits;
     s->cluster_offset_mask = (1ULL << (63 - s->cluster_bits)) - 1;
@@ -315,6 +375,19 @@ static int get_cluster_offset(struct bds *bs, uint64_t offset, int allocate,
         if ((r = blk_truncate(bs->file, cluster_offset + s->cluster_size, false,
                               BLK_PREALLOC_OFF, NULL)) < 0)
             return r;
+        /* Encrypted: the sectors this write leaves alone hold encrypted
+         * zeros, so that they read back as zeros. */
+        if (bs->encrypted && n_end - n_start < s->cluster_size) {
+            uint64_t start = offset & ~(uint64_t)(s->cluster_size - 1);
+            for (uint32_t i = 0; i < s->cluster_size; i += 512) {
+                if (i >= n_start && i < n_end)
+                    continue;
+                memset(s->cluster_data, 0, 512);
+                if ((r = qcow_crypt(s, start + i, s->cluster_data, 512, true)) < 0 ||
+                    (r = blk_pwrite(bs->file, cluster_offset + i, 512, s->cluster_data, 0)) < 0)
+                    return r;
+            }
+        }
     } else {
         if ((r = file_end(bs, 1, &cluster_offset)) < 0)
             return r;
@@ -352,6 +425,8 @@ static int qcow_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
             if (entry & 511)
                 return -EIO;
             r = blk_pread(bs->file, entry + oic, n, p);
+            if (r == 0 && bs->encrypted)
+                r = qcow_crypt(s, off, p, n, false);
         }
         if (r < 0)
             return r;
@@ -377,8 +452,15 @@ static int write_plain(struct bds *bs, uint64_t off, uint64_t len, const uint8_t
             return r;
         if (!entry || (entry & 511))
             return -EIO;
-        if ((r = blk_pwrite(bs->file, entry + oic, n, p, 0)) < 0)
+        if (bs->encrypted) {
+            /* cluster_data is free scratch once the cluster is mapped. */
+            memcpy(s->cluster_data, p, (size_t)n);
+            if ((r = qcow_crypt(s, off, s->cluster_data, n, true)) < 0 ||
+                (r = blk_pwrite(bs->file, entry + oic, n, s->cluster_data, 0)) < 0)
+                return r;
+        } else if ((r = blk_pwrite(bs->file, entry + oic, n, p, 0)) < 0) {
             return r;
+        }
         off += n;
         len -= n;
         p += n;
@@ -546,28 +628,29 @@ static int qcow_create(const char *filename, struct kvopts *opts, struct err *er
         return r;
     if ((r = blk_create_file(filename, opts, err)) < 0)
         return r;
-    if (kvopts_has(opts, "encryption") && efmt)
+    /* qemu drops encryption=off and renames encryption=on to format aes. */
+    if (kvopts_has(opts, "encryption") && encrypt && efmt)
         return err_set(err, EINVAL, "'encrypt.format' and its alias 'encryption' can't be used at the same time");
-    if (encrypt || efmt) {
-        static const char *const known[] = { "qcow", "luks", "aes" };
-        bool ok = false;
-        for (size_t i = 0; efmt && i < sizeof(known) / sizeof(known[0]); i++)
-            ok |= !strcmp(efmt, known[i]);
-        if (efmt && !ok)
-            return err_set(err, EINVAL, "Parameter 'format' does not accept value '%s'", efmt);
-        if (efmt && strcmp(efmt, "aes"))
-            return err_set(err, EINVAL, "Unsupported encryption format");
-        const char *sec = kvopts_get(opts, "encrypt.key-secret");
-        if (!sec)
-            return err_set(err, EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
-        /* Secrets live in the command layer; AES qcow creation is not offered. */
-        return err_set(err, ENOTSUP, "Creating AES encrypted qcow images is not supported");
-    }
+    if (!efmt && !encrypt && kvopts_has(opts, "encrypt.key-secret"))
+        return err_set(err, EINVAL, "Parameter 'encrypt.format' is missing");
+    if (efmt && strcmp(efmt, "qcow") && strcmp(efmt, "luks") && strcmp(efmt, "aes"))
+        return err_set(err, EINVAL, "Parameter 'format' does not accept value '%s'", efmt);
     if (size > UINT64_MAX - 511)
         return err_set(err, EINVAL, "Image size too large");
     size = align_up_u64(size, 512);
     if (size == 0)
         return err_set(err, EINVAL, "Image size is too small, cannot be zero length");
+    if (efmt && !strcmp(efmt, "luks"))
+        return err_set(err, EINVAL, "Unsupported encryption format");
+    if (encrypt || efmt) {
+        /* No header: the key is only looked up. */
+        const char *sec = kvopts_get(opts, "encrypt.key-secret");
+        if (!sec)
+            return err_set(err, EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
+        if (!secret_get(sec, NULL, err))
+            return -EINVAL;
+        encrypt = true;
+    }
 
     memset(h, 0, sizeof(h));
     put_be32(h + QCH_MAGIC, QCOW_MAGIC);
@@ -595,7 +678,7 @@ static int qcow_create(const char *filename, struct kvopts *opts, struct err *er
     shift = h[QCH_CLUSTER_BITS] + h[QCH_L2_BITS];
     l1_size = size / (1ULL << shift) + (size % (1ULL << shift) != 0);
     put_be64(h + QCH_L1_OFFSET, header_size);
-    put_be32(h + QCH_CRYPT_METHOD, QCOW_CRYPT_NONE);
+    put_be32(h + QCH_CRYPT_METHOD, encrypt ? QCOW_CRYPT_AES : QCOW_CRYPT_NONE);
 
     proto = blk_open_protocol(filename, BLK_O_RDWR, err);
     if (!proto)

@@ -86,6 +86,13 @@ static int inc_refs(struct bds *bs, struct blk_check_result *res, struct imrt *t
     return 0;
 }
 
+/* inc_refs for qcow2-bitmap.c, which does not know struct imrt. */
+static int inc_refs_cb(struct bds *bs, struct blk_check_result *res, void *t, uint64_t offset,
+                       uint64_t size)
+{
+    return inc_refs(bs, res, t, offset, size);
+}
+
 static int check_l2(struct bds *bs, struct blk_check_result *res, struct imrt *t,
                     uint64_t l2_offset, bool frag)
 {
@@ -321,7 +328,7 @@ static int calculate_refcounts(struct bds *bs, struct blk_check_result *res, int
         return r;
     if (s->crypto_hdr_len && (r = inc_refs(bs, res, t, s->crypto_hdr_offset, s->crypto_hdr_len)) < 0)
         return r;
-    if (s->nb_bitmaps && (r = inc_refs(bs, res, t, s->bitmap_dir_offset, s->bitmap_dir_size)) < 0)
+    if ((r = qcow2_check_bitmaps_refcounts(bs, res, inc_refs_cb, t)) < 0)
         return r;
     return check_refblocks(bs, res, fix, rebuild, t);
 }

@@ -352,19 +352,19 @@ static int write_alloc(struct bds *bs, uint64_t off, uint64_t len, const uint8_t
     {
         uint64_t h = (uint64_t)host, p = 0;   /* p: guest bytes of the run done */
         if (hb) {
-            r = blk_pwrite(s->data_file, h, cs, hb, 0);
+            r = qcow2_crypt_pwrite(bs, h, cstart, cs, hb);
             if (r < 0)
                 goto undo;
             p = cs;
         }
         uint64_t mid_end = tb ? (n - 1) * cs : n * cs;
         if (mid_end > p) {
-            r = blk_pwrite(s->data_file, h + p, mid_end - p, buf + (cstart + p - off), 0);
+            r = qcow2_crypt_pwrite(bs, h + p, cstart + p, mid_end - p, buf + (cstart + p - off));
             if (r < 0)
                 goto undo;
         }
         if (tb) {
-            r = blk_pwrite(s->data_file, h + (n - 1) * cs, cs, tb, 0);
+            r = qcow2_crypt_pwrite(bs, h + (n - 1) * cs, cend - cs, cs, tb);
             if (r < 0)
                 goto undo;
         }
@@ -432,7 +432,7 @@ int qcow2_write_data(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *
                 n++;
             }
             step = min_u64(len, n * cs - in_cl);
-            r = blk_pwrite(s->data_file, host + in_cl, step, buf, 0);
+            r = qcow2_crypt_pwrite(bs, host + in_cl, off, step, buf);
             if (r < 0)
                 break;
         } else {

@@ -230,6 +230,7 @@ int qcow2_pwrite_compressed_op(struct bds *bs, uint64_t off, uint64_t len, const
     int r = check_compressed_request(bs, off, len);
     if (r < 0)
         return r;
+    qcow2_bitmap_note_write(bs, off, len);
     if (plen < 0)
         return qcow2_write_data(bs, off, len, buf);   /* incompressible */
     if ((uint64_t)plen >= qcow2_st(bs)->cluster_size || plen == 0)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "formats/qcow2/qcow2.h"
 
@@ -58,6 +59,7 @@ struct create_params {
     enum blk_prealloc prealloc;
     int compression;
     const char *backing_file, *backing_fmt, *data_file;
+    struct qcow2_crypt_create crypt;
 };
 
 static int parse_bool(const struct kvopts *o, const char *key, const char *qapi, bool *out,
@@ -131,14 +133,8 @@ static int parse_params(struct kvopts *o, struct create_params *p, struct err *e
         return err_set(err, EINVAL, "Parameter 'version' does not accept value '%s'", v);
     p->backing_file = kvopts_get(o, "backing_file");
     p->backing_fmt = kvopts_get(o, "backing_fmt");
-    if (kvopts_get(o, "encrypt.format") || kvopts_get(o, "encryption")) {
-        bool enc = true;
-        if (kvopts_get(o, "encryption") && !kvopts_get(o, "encrypt.format") &&
-            (r = parse_bool(o, "encryption", "encryption", &enc, err)) < 0)
-            return r;
-        if (enc)
-            return err_set(err, ENOTSUP, "qcow2 encryption is not supported by this build");
-    }
+    if ((r = qcow2_crypt_create_parse(o, &p->crypt, err)) < 0)
+        return r;
     if ((r = kvopts_get_size(o, "cluster_size", QCOW2_DEFAULT_CLUSTER_SIZE, &p->cluster_size, err)) < 0)
         return r;
     if ((r = parse_prealloc(o, &p->prealloc, err)) < 0)
@@ -195,6 +191,7 @@ int qcow2_create(const char *filename, struct kvopts *opts, struct err *err)
     struct create_params p;
     struct bds *proto = NULL, *bs = NULL;
     uint8_t *buf = NULL;
+    bool crypt_failed = false;
     int r;
 
     r = blk_create_file(filename, opts, err);
@@ -287,6 +284,11 @@ int qcow2_create(const char *filename, struct kvopts *opts, struct err *err)
             if (r < 0)
                 goto out;
         }
+        r = qcow2_crypt_create(bs, &p.crypt, err);
+        if (r < 0) {
+            crypt_failed = true;   /* qemu deletes the half-made image */
+            goto out;
+        }
     }
     r = 0;
 out:
@@ -297,6 +299,8 @@ out:
         blk_flush(bs);
         blk_close(bs);
     }
+    if (crypt_failed)
+        unlink(filename);
     return r;
 }
 
@@ -318,7 +322,7 @@ int qcow2_measure(struct kvopts *opts, struct bds *in, uint64_t size, struct blk
                   struct err *err)
 {
     bool extl2 = false;
-    uint64_t cs, rb, vsize, required = 0;
+    uint64_t cs, rb, vsize, required = 0, luks_payload = 0;
     int version = 3, r;
     enum blk_prealloc prealloc = BLK_PREALLOC_OFF;
     const char *v;
@@ -343,8 +347,8 @@ int qcow2_measure(struct kvopts *opts, struct bds *in, uint64_t size, struct blk
     /* measure parses the mode with qapi_enum_parse: its own wording */
     if ((r = parse_prealloc(opts, &prealloc, err)) < 0)
         return err_set(err, EINVAL, "invalid parameter value: %s", kvopts_get(opts, "preallocation"));
-    if (kvopts_get(opts, "encrypt.format") && !strcmp(kvopts_get(opts, "encrypt.format"), "luks"))
-        return err_set(err, ENOTSUP, "qcow2 encryption is not supported by this build");
+    if ((r = qcow2_crypt_measure(opts, cs, &luks_payload, err)) < 0)
+        return r;
 
     vsize = align_up_u64(size, cs);
     {
@@ -381,9 +385,9 @@ int qcow2_measure(struct kvopts *opts, struct bds *in, uint64_t size, struct blk
     }
     if (prealloc == BLK_PREALLOC_FULL || prealloc == BLK_PREALLOC_FALLOC)
         required = vsize;
-    out->fully_allocated = prealloc_size(vsize, cs, (unsigned)ctz_u64(rb), extl2);
+    out->fully_allocated = luks_payload + prealloc_size(vsize, cs, (unsigned)ctz_u64(rb), extl2);
     out->required = out->fully_allocated - vsize + required;
-    out->has_bitmaps = version >= 3 && in && in->drv == &qcow2_driver;
-    out->bitmaps = 0;
+    out->has_bitmaps = version >= 3 && in && qcow2_bitmaps_supported(in);
+    out->bitmaps = out->has_bitmaps ? qcow2_bitmaps_size(in, cs) : 0;
     return 0;
 }

@@ -234,6 +234,8 @@ static void free_state(struct qcow2_state *s)
     free(s->cin);
     s->cbuf = s->cin = NULL;
     qcow2_free_snapshots(s);
+    qcow2_crypt_close(s);
+    qcow2_bitmaps_free(s);
 }
 
 static int open_data_file(struct bds *bs, int flags, struct err *err)
@@ -460,14 +462,9 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
     r = open_data_file(bs, flags, err);
     if (r < 0)
         goto fail;
-    if (s->crypt_method && !(flags & BLK_O_NO_IO)) {
-        if (s->crypt_method == QCOW2_CRYPT_LUKS && !s->crypto_hdr_offset) {
-            r = err_set(err, EINVAL, "Missing CRYPTO header for crypt method %u", s->crypt_method);
-            goto fail;
-        }
-        r = err_set(err, ENOTSUP, "qcow2 encryption is not supported by this build");
+    r = qcow2_crypt_open(bs, opts, flags, err);
+    if (r < 0)
         goto fail;
-    }
 
     backing_len = get_be32(h + QH_BACKING_SIZE);
     if (backing_off) {
@@ -509,7 +506,11 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
     }
 
     bs->total_size = size;
-    bs->request_alignment = 1;
+    bs->request_alignment = bs->encrypted ? 512 : 1;   /* sectors for the cipher */
+
+    r = qcow2_bitmaps_load(bs, err);
+    if (r < 0)
+        goto fail;
 
     if ((s->autoclear & ~QCOW2_AUTOCLEAR_MASK) || update) {
         if (s->writable) {
@@ -554,6 +555,7 @@ static void qcow2_close(struct bds *bs)
 {
     struct qcow2_state *s = qcow2_st(bs);
     if (s->writable) {
+        qcow2_bitmaps_close(bs);
         if (s->wrote_compressed) {
             /* Compressed data ends anywhere; qemu leaves the file ending on
              * a sector boundary, and so do we. */
@@ -792,7 +794,7 @@ int qcow2_do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf)
             memset(buf, 0, n);
             break;
         case QCOW2_SC_NORMAL:
-            r = blk_pread(s->data_file, host, n, buf);
+            r = qcow2_crypt_pread(bs, host, off, n, buf);
             break;
         case QCOW2_SC_COMPRESSED:
             if (!tmp && !(tmp = malloc(s->cluster_size))) {
@@ -840,6 +842,7 @@ static int qcow2_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *
 
     if (off + len > bs->total_size)
         return -EINVAL;
+    qcow2_bitmap_note_write(bs, off, len);
     if (flags & BLK_WRITE_COMPRESSED) {
         while (len) {
             uint64_t n = min_u64(len, s->cluster_size - qcow2_off_in_cluster(s, off));
@@ -905,6 +908,7 @@ static int qcow2_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int f
 
     if (s->version < 3)
         return -ENOTSUP;
+    qcow2_bitmap_note_write(bs, off, len);
     if (a >= b && a > off && a < end) {
         /* Two partial subclusters and nothing whole in between. */
         b = a;
@@ -966,6 +970,7 @@ static int qcow2_discard(struct bds *bs, uint64_t off, uint64_t len)
 
     if (s->version < 3 && bs->backing)
         return -ENOTSUP;
+    qcow2_bitmap_note_write(bs, off, len);
     a = align_up_u64(off, s->cluster_size);
     b = off + len == bs->total_size ? off + len : align_down_u64(off + len, s->cluster_size);
     if (a >= b)
@@ -1074,6 +1079,9 @@ static json_t *qcow2_specific_info(struct bds *bs, struct err *err)
         json_object_set_new(o, "corrupt", json_boolean(s->incompat & QCOW2_INCOMPAT_CORRUPT));
         json_object_set_new(o, "refcount-bits", json_integer(1LL << s->refcount_order));
     }
+    if (s->crypt)
+        json_object_set_new(o, "encrypt", qcow2_crypt_info(bs));
+    qcow2_bitmaps_info(bs, o);
     json_object_set_new(o, "compression-type",
                         json_string(s->compression_type == QCOW2_COMPRESS_ZSTD ? "zstd" : "zlib"));
     return o;
@@ -1094,8 +1102,9 @@ int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc 
         return err_set(err, EINVAL, "The new size must be a multiple of 512");
     if (s->nb_snapshots && s->version < 3)
         return err_set(err, ENOTSUP, "Can't resize a v2 image which has snapshots");
-    if (s->nb_bitmaps)
-        return err_set(err, ENOTSUP, "Can't resize an image which has bitmaps");
+    r = qcow2_bitmaps_truncate_check(bs, err);
+    if (r < 0)
+        return r;
     if (size < old) {
         if (prealloc != BLK_PREALLOC_OFF)
             return err_set(err, EINVAL, "Preallocation can't be used for shrinking an image");
@@ -1161,6 +1170,7 @@ int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc 
             return err_set_errno(err, -r, "Failed to flush the preallocated area to disk");
     }
     bs->total_size = size;
+    qcow2_bitmaps_resize(bs, size);
     put_be64(be, size);
     r = blk_pwrite(bs->file, QH_SIZE, 8, be, 0);
     if (r == 0)
@@ -1238,8 +1248,10 @@ static int64_t qcow2_get_allocated_size(struct bds *bs)
 static bool qcow2_has_zero_init(struct bds *bs)
 {
     struct qcow2_state *s = qcow2_st(bs);
+    /* qemu: an encrypted image reads zeros where nothing is allocated, but
+     * a preallocated one (first L2 table present) holds undeciphered zeros. */
     if (bs->encrypted)
-        return false;
+        return !(s->l1_size > 0 && s->l1[0]);
     if (s->data_file && s->data_file != bs->file)
         return blk_has_zero_init(s->data_file);
     return true;
@@ -1254,6 +1266,7 @@ const struct blk_driver qcow2_driver = {
     .supports_compressed_writes = true,
     .create_opts = qcow2_create_opts,
     .amend_opts = qcow2_amend_opts,
+    .amend = qcow2_amend,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,
@@ -1276,4 +1289,5 @@ const struct blk_driver qcow2_driver = {
     .change_backing = qcow2_change_backing,
     .make_empty = qcow2_make_empty,
     .snapshot = &qcow2_snapshot_ops,
+    .bitmap = &qcow2_bitmap_ops,
 };

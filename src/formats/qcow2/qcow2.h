@@ -87,6 +87,8 @@ struct qcow2_state {
     uint32_t nb_bitmaps;
     uint64_t bitmap_dir_offset, bitmap_dir_size;
     uint64_t crypto_hdr_offset, crypto_hdr_len;
+    struct qcow2_crypt *crypt;  /* qcow2-crypt.c: cipher state, NULL if none */
+    struct qcow2_bitmaps *bitmaps; /* qcow2-bitmap.c: loaded bitmaps, NULL if none */
 
     char *image_backing_file;
     char *image_backing_format;
@@ -253,5 +255,59 @@ void qcow2_free_snapshots(struct qcow2_state *s);
  * (qemu's qcow2_write_snapshots; amend uses it to upgrade v2 tables). */
 int qcow2_write_snapshots(struct bds *bs);
 extern const struct blk_snapshot_ops qcow2_snapshot_ops;
+
+/* qcow2-bitmap.c (persistent dirty bitmaps) */
+extern const struct blk_bitmap_ops qcow2_bitmap_ops;
+/* Open: validate the directory, load the bitmaps, flag them in_use when
+ * writable. Close: store them (no message; the bitmaps are lost on error). */
+int qcow2_bitmaps_load(struct bds *bs, struct err *err);
+int qcow2_bitmaps_store(struct bds *bs, struct err *err);
+int qcow2_bitmaps_close(struct bds *bs);
+void qcow2_bitmaps_free(struct qcow2_state *s);
+/* Guest write/zero/discard of [off, off+len): mark the enabled bitmaps. */
+void qcow2_bitmap_note_write(struct bds *bs, uint64_t off, uint64_t len);
+/* Resize: refuse with inconsistent bitmaps; resize the loaded ones after. */
+int qcow2_bitmaps_truncate_check(struct bds *bs, struct err *err);
+void qcow2_bitmaps_resize(struct bds *bs, uint64_t size);
+/* info: add the "bitmaps" member to the specific info object when any. */
+void qcow2_bitmaps_info(struct bds *bs, json_t *o);
+/* check: count the references of the directory, tables and data clusters. */
+typedef int (*qcow2_check_inc_fn)(struct bds *bs, struct blk_check_result *res, void *opaque,
+                                  uint64_t offset, uint64_t size);
+int qcow2_check_bitmaps_refcounts(struct bds *bs, struct blk_check_result *res,
+                                  qcow2_check_inc_fn inc, void *opaque);
+/* measure: does in (a qcow2 v3 node) carry bitmaps, and their copy's size. */
+bool qcow2_bitmaps_supported(struct bds *bs);
+uint64_t qcow2_bitmaps_size(struct bds *in, uint64_t cluster_size);
+
+/* qcow2-crypt.c */
+struct qcow2_crypt_create {
+    uint32_t method;                /* QCOW2_CRYPT_*, NONE = no encryption */
+    const char *key_secret;         /* owned by opts */
+    const struct kvopts *opts;
+};
+/* After the header extensions are read: check the encrypt.* runtime
+ * options, set up the cipher (header only with BLK_O_NO_IO). */
+int qcow2_crypt_open(struct bds *bs, struct kvopts *opts, int flags, struct err *err);
+void qcow2_crypt_close(struct qcow2_state *s);
+/* Data cluster I/O on s->data_file, deciphered/enciphered when the image
+ * is encrypted (512-byte aligned host, guest and len). */
+int qcow2_crypt_pread(struct bds *bs, uint64_t host, uint64_t guest, uint64_t len, uint8_t *buf);
+int qcow2_crypt_pwrite(struct bds *bs, uint64_t host, uint64_t guest, uint64_t len,
+                       const uint8_t *buf);
+/* The "encrypt" member of the specific info, or NULL. */
+json_t *qcow2_crypt_info(struct bds *bs);
+int qcow2_crypt_create_parse(const struct kvopts *o, struct qcow2_crypt_create *out,
+                             struct err *err);
+/* On the freshly created, sized image: set up encryption as asked. */
+int qcow2_crypt_create(struct bds *bs, const struct qcow2_crypt_create *p, struct err *err);
+/* LUKS header bytes (cluster aligned) that creation would add. */
+int qcow2_crypt_measure(const struct kvopts *opts, uint64_t cluster_size, uint64_t *payload,
+                        struct err *err);
+/* encrypt.* amend options (LUKS key slots); 0 without any. */
+int qcow2_crypt_amend(struct bds *bs, struct kvopts *opts, bool force, struct err *err);
+
+/* qcow2-amend.c */
+int qcow2_amend(struct bds *bs, struct kvopts *opts, bool force, struct err *err);
 
 #endif
