@@ -10,6 +10,7 @@
 #include "block/registry.h"
 
 extern const struct blk_driver file_driver;
+extern const struct blk_driver mem_driver;
 extern const struct blk_driver raw_driver;
 extern const struct blk_driver qed_driver;
 extern const struct blk_driver qcow_driver;
@@ -35,6 +36,8 @@ const struct blk_driver blk_dead_driver = {
 };
 
 static const struct blk_driver *const drivers[] = {
+    &mem_driver,        /* in-memory, for tests and fuzzers (protocols/mem.h); first, so
+                           its exclusive mode claims every name */
     &file_driver,
     &raw_driver,
     &qed_driver,

@@ -97,6 +97,10 @@ static int64_t map_run(const struct prl_state *s, int64_t sector, int64_t nb, in
         int64_t off = seek_to_sector(s, sector);
         if (*pnum && off != prev_end)
             break;
+        if (off < 0 && (uint64_t)sector / s->tracks >= s->bat_size) {
+            *pnum += nb;        /* past the BAT all is unallocated: no per-cluster walk */
+            break;
+        }
         int64_t to_end = (int64_t)s->tracks - (int64_t)((uint64_t)sector % s->tracks);
         if (to_end > nb)
             to_end = nb;

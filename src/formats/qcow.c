@@ -178,19 +178,28 @@ static int qcow_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     s->l2_size = 1u << s->l2_bits;
     s->cluster_offset_mask = (1ULL << (63 - s->cluster_bits)) - 1;
     shift = s->cluster_bits + s->l2_bits;
-    if (size > UINT64_MAX - (1ULL << shift))
-        return err_set(err, EINVAL, "Image too large");
+    /* From here on the cipher is set up: errors go through fail. */
+    if (size > UINT64_MAX - (1ULL << shift)) {
+        r = err_set(err, EINVAL, "Image too large");
+        goto fail;
+    }
     l1_bytes = ((size + (1ULL << shift) - 1) >> shift) * 8;
-    if (l1_bytes / 8 > INT32_MAX / 8)
-        return err_set(err, EINVAL, "Image too large");
+    if (l1_bytes / 8 > INT32_MAX / 8) {
+        r = err_set(err, EINVAL, "Image too large");
+        goto fail;
+    }
     s->l1_size = (uint32_t)(l1_bytes / 8);
 
     flen = blk_getlength(bs->file);
-    if (flen < 0)
-        return err_set_errno(err, (int)-flen, "Could not get the file length");
+    if (flen < 0) {
+        r = err_set_errno(err, (int)-flen, "Could not get the file length");
+        goto fail;
+    }
     if (l1_bytes > QCOW_L1_SLACK && (s->l1_table_offset > (uint64_t)flen ||
-                                     l1_bytes > (uint64_t)flen - s->l1_table_offset))
-        return err_set(err, ENOMEM, "Could not allocate memory for L1 table");
+                                     l1_bytes > (uint64_t)flen - s->l1_table_offset)) {
+        r = err_set(err, ENOMEM, "Could not allocate memory for L1 table");
+        goto fail;
+    }
     s->l1 = malloc((size_t)l1_bytes + 8);
     s->l2_cache = malloc((size_t)s->l2_size * 8 * QCOW_L2_CACHE_SIZE);
     s->cluster_cache = malloc(s->cluster_size);

@@ -478,13 +478,18 @@ static int expand_l1(struct bds *bs, const uint64_t *l1, uint64_t l1_size, bool 
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint64_t cs = s->cluster_size;
-    uint8_t *buf = NULL, *t = NULL;
+    uint8_t *buf = NULL, *t = NULL, *zeros;
     int r = 0;
 
+    zeros = calloc(1, cs);
+    if (!zeros)
+        return -ENOMEM;
     if (!active) {
         buf = malloc(cs);
-        if (!buf)
+        if (!buf) {
+            free(zeros);
             return -ENOMEM;
+        }
     }
     for (uint64_t i = 0; i < l1_size; i++) {
         uint64_t l2off = l1[i] & QCOW2_L1E_OFFSET_MASK, l2ref;
@@ -556,7 +561,11 @@ static int expand_l1(struct bds *bs, const uint64_t *l1, uint64_t l1_size, bool 
                 r = -EIO;
                 goto out;
             }
-            r = blk_pwrite_zeroes(s->data_file, off, cs, 0);
+            /* Allocated like qemu does (a zeroed range, also past the end
+             * of the file, not a hole), else written out. */
+            r = blk_pwrite_zeroes(s->data_file, off, cs, BLK_WRITE_NO_FALLBACK);
+            if (r == -ENOTSUP)
+                r = blk_pwrite(s->data_file, off, cs, zeros, 0);
             if (r < 0) {
                 if (plain)
                     qcow2_free_clusters(bs, off, cs);
@@ -577,6 +586,7 @@ static int expand_l1(struct bds *bs, const uint64_t *l1, uint64_t l1_size, bool 
     }
     r = 0;
 out:
+    free(zeros);
     free(buf);
     return r;
 }

@@ -49,6 +49,9 @@ int qcow2_read_snapshots(struct bds *bs, struct err *err)
     s->snapshots_size = 0;
     if (!s->nb_snapshots)
         return 0;
+    /* open validates the count, but check opens skip that: cap here too */
+    if (s->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
+        return err_set(err, EFBIG, "Too many snapshots");
     s->snapshots = calloc(s->nb_snapshots, sizeof(*s->snapshots));
     if (!s->snapshots)
         return err_set(err, ENOMEM, "Failed to read snapshot table: Cannot allocate memory");

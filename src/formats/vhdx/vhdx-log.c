@@ -227,6 +227,8 @@ static int log_search(struct bds *bs, struct vhdx_state *s, struct log_sequence 
     bool valid;
     int r;
 
+    int64_t flen = blk_getlength(bs->file);
+
     cur.write = cur.length;     /* treat the ring as full */
     cur.read = 0;
     for (;;) {
@@ -235,6 +237,11 @@ static int log_search(struct bds *bs, struct vhdx_state *s, struct log_sequence 
 
         if (!guard--)
             return -EINVAL;
+        /* Past the end of the file the log reads as zeros, where no entry
+         * can start: stop instead of reading a hostile 4 GiB of nothing. */
+        uint64_t pos;
+        if (flen >= 0 && (ckd_add(&pos, s->log.offset, tail) || pos >= (uint64_t)flen))
+            break;
         if ((r = log_validate_entry(bs, s, &cur, seq, &valid, &h)) < 0)
             return r;
         if (valid) {

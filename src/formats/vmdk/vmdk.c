@@ -825,6 +825,18 @@ static int vmdk_check(struct bds *bs, struct blk_check_result *res, int fix, str
                 break;
             }
         }
+        if (r == VMDK_UNALLOC && !e->flat && !e->sesparse) {
+            /* A zero L1 entry: none of its grains can point anywhere, so skip
+             * to the next L1 entry instead of asking grain by grain (hostile
+             * grain sizes make that billions of steps). */
+            uint64_t base = e->end_sector - e->sectors;
+            uint64_t l1_index = (sector - base) / e->l1_entry_sectors;
+            if (l1_index < e->l1_size && !e->l1_table[l1_index]) {
+                uint64_t next = base + (l1_index + 1) * e->l1_entry_sectors;
+                sector = next > sector && next < e->end_sector ? next : e->end_sector;
+                continue;
+            }
+        }
         sector += e->cluster_sectors;
     }
     res->corruptions++;

@@ -1,0 +1,60 @@
+/* The multi-file input container of fuzz.h over the mem protocol. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz/fuzz.h"
+#include "protocols/mem.h"
+
+#define MAX_PARTS 15
+#define MAX_NAME 64
+
+long fuzz_fail_after = -1;
+static char part_names[MAX_PARTS][MAX_NAME + 8];
+
+static const uint8_t *find_sep(const uint8_t *p, const uint8_t *end)
+{
+    size_t n = sizeof(FUZZ_PART_SEP) - 1;
+    return (size_t)(end - p) < n ? NULL : memmem(p, (size_t)(end - p), FUZZ_PART_SEP, n);
+}
+
+int fuzz_mem_setup(const uint8_t *data, size_t size)
+{
+    const uint8_t *end = data + size, *sep = find_sep(data, end);
+    int nfiles = 0, nparts = 0;
+
+    mem_file_clear();
+    mem_set_exclusive(true);
+    fuzz_fail_after = -1;
+    if (mem_file_add(FUZZ_IMAGE, data, sep ? (size_t)(sep - data) : size) == 0)
+        nfiles++;
+    while (sep && nparts < MAX_PARTS) {
+        const uint8_t *name = sep + sizeof(FUZZ_PART_SEP) - 1;
+        const uint8_t *nl = memchr(name, '\n', (size_t)(end - name));
+        if (!nl || nl - name > MAX_NAME || memchr(name, '\0', (size_t)(nl - name)))
+            break;
+        const uint8_t *body = nl + 1;
+        sep = find_sep(body, end);
+        size_t blen = (size_t)((sep ? sep : end) - body);
+        char *dst = part_names[nparts++];
+        int nlen = (int)(nl - name);
+        if (nlen == 10 && !memcmp(name, "fail-after", 10)) {
+            char num[24];
+            size_t k = blen < sizeof(num) - 1 ? blen : sizeof(num) - 1;
+            memcpy(num, body, k);
+            num[k] = '\0';
+            fuzz_fail_after = strtol(num, NULL, 10);
+            continue;
+        }
+        snprintf(dst, MAX_NAME + 8, "%s%.*s", name[0] == '/' ? "" : "/fuzz/", nlen,
+                 (const char *)name);
+        if (mem_file_add(dst, body, blen) == 0)
+            nfiles++;
+    }
+    return nfiles;
+}
+
+void fuzz_mem_teardown(void)
+{
+    mem_file_clear();
+}
