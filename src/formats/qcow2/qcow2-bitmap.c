@@ -424,10 +424,12 @@ static int dir_load(struct bds *bs, struct bm_dirent **out, uint32_t *nout, stru
 
         if (size - pos < BME_ENTRY_HDR)
             goto broken;
-        if (++n > s->nb_bitmaps) {
+        /* n counts only entries that exist in d (dir_free walks them). */
+        if (n >= s->nb_bitmaps) {
             r = err_set(err, EINVAL, "More bitmaps found than specified in header extension");
             goto fail;
         }
+        n++;
         ns = get_be16(e + 18);
         extra = get_be32(e + 20);
         esz = align_up_u64((uint64_t)BME_ENTRY_HDR + ns + extra, 8);
@@ -467,7 +469,7 @@ static int dir_load(struct bds *bs, struct bm_dirent **out, uint32_t *nout, stru
 broken:
     r = err_set(err, EINVAL, "Broken bitmap directory");
 fail:
-    dir_free(d, n);
+    dir_free(d, n < s->nb_bitmaps ? n : s->nb_bitmaps);
     free(buf);
     return r;
 }
