@@ -20,6 +20,9 @@ extern const struct blk_driver vhdx_driver;
 extern const struct blk_driver vmdk_driver;
 extern const struct blk_driver vdi_driver;
 extern const struct blk_driver vpc_driver;
+extern const struct blk_driver dmg_driver;
+extern const struct blk_driver bochs_driver;
+extern const struct blk_driver cloop_driver;
 extern const struct blk_driver luks_driver;
 #ifdef HAVE_LIBNBD
 extern const struct blk_driver nbd_driver;
@@ -48,6 +51,9 @@ static const struct blk_driver *const drivers[] = {
     &vmdk_driver,
     &vdi_driver,
     &vpc_driver,
+    &dmg_driver,        /* before cloop: both score 2, qemu tries dmg first */
+    &bochs_driver,
+    &cloop_driver,
     &luks_driver,
 #ifdef HAVE_LIBNBD
     &nbd_driver,
