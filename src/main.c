@@ -12,6 +12,31 @@
 
 #include "cmd/cmd.h"
 
+/* A create or convert that is interrupted removes the image it was making
+ * (block/created.c), then dies of the same signal as before. */
+static void on_fatal_signal(int sig)
+{
+    blk_created_remove();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void install_cleanup(void)
+{
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaddset(&sa.sa_mask, sigs[i]);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaction(sigs[i], &sa, NULL);
+    /* every exit but a successful return from the command removes them */
+    atexit(blk_created_remove);
+}
+
 int main(int argc, char **argv)
 {
     static const struct option long_options[] = {
@@ -26,6 +51,7 @@ int main(int argc, char **argv)
         prog_name = "qemu-img";
 
     signal(SIGPIPE, SIG_IGN);
+    install_cleanup();
 
     if (argc < 2)
         error_exit("Not enough arguments");
@@ -56,5 +82,8 @@ int main(int argc, char **argv)
     argc -= optind;
     argv += optind;
     optind = 0;     /* restart getopt for the command's own options */
-    return cmd->fn(argc, argv);
+    int rc = cmd->fn(argc, argv);
+    if (rc == 0)
+        blk_created_keep();
+    return rc;
 }

@@ -28,6 +28,7 @@ if [ ! -d "$build" ]; then
 fi
 build=$(cd "$build" && pwd)
 export QIMG=${QIMG:-$build/qimg}
+export QIMG_BUILD=$build    # test helpers built there (tests/crash/libfailshim.so)
 JOBS=${JOBS:-2}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 INTEROP_TIMEOUT=${INTEROP_TIMEOUT:-900}

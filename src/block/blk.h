@@ -234,4 +234,11 @@ void blk_set_message_sink(void (*fn)(const char *line));
 /* Resolve a backing file name relative to the image that names it. */
 char *blk_resolve_backing(const char *image, const char *backing);
 
+/* Files this run created (block/created.c): blk_create and blk_create_file
+ * note a name that did not exist before; blk_created_remove() unlinks them
+ * (async-signal-safe) unless blk_created_keep() said the run succeeded. */
+void blk_created_note(const char *filename);
+void blk_created_keep(void);
+void blk_created_remove(void);
+
 #endif

@@ -18,6 +18,7 @@ int blk_create(const char *fmt, const char *filename, struct kvopts *opts, struc
     if (!proto->create)
         return err_set(err, ENOTSUP, "Protocol driver '%s' does not support image creation",
                        proto->name);
+    blk_created_note(filename);
     if (drv->kind == BLK_KIND_PROTOCOL)
         return drv->create(filename, opts, err);
     return drv->create(filename, opts, err);
@@ -40,6 +41,7 @@ int blk_create_file(const char *filename, struct kvopts *opts, struct err *err)
         if (v)
             kvopts_set(&po, passthrough[i], v);
     }
+    blk_created_note(filename);
     r = proto->create(filename, &po, err);
     kvopts_release(&po);
     return r;

@@ -604,10 +604,12 @@ int cmd_convert(int argc, char **argv)
      * Scripts may test that status: keep it, and keep the image. */
     if (compressed && total > 0 && !strcmp(blk_driver_name(target->drv), "qcow")) {
         created = false;
+        blk_created_keep();
         goto out;
     }
     if (bitmaps && convert_copy_bitmaps(src[0], target, skip_broken) < 0) {
         created = false;    /* qemu-img keeps the target */
+        blk_created_keep();
         goto out;
     }
     ret = 0;

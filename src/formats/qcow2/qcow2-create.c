@@ -239,7 +239,13 @@ int qcow2_create(const char *filename, struct kvopts *opts, struct err *err)
         put_be64(buf + cs, 2 * cs);
         for (int i = 0; i < 3; i++)
             qcow2_refcount_set(buf + 2 * cs, (uint64_t)i, order, 1);
-        r = blk_pwrite(proto, 0, 3 * cs, buf, 0);
+        /* Crash order: the refcount table and block first, the header
+         * last, so that a killed create leaves either no qcow2 header or
+         * one whose metadata is all there (a fatal signal can cut a large
+         * write short). */
+        r = blk_pwrite(proto, cs, 2 * cs, buf + cs, 0);
+        if (r == 0)
+            r = blk_pwrite(proto, 0, cs, buf, 0);
         if (r < 0) {
             err_set_errno(err, -r, "Could not write qcow2 header");
             goto out;

@@ -1196,6 +1196,15 @@ static int qcow2_change_backing(struct bds *bs, const char *file, const char *fm
         return err_set(err, EINVAL, "Could not change the backing file to '%s': Invalid argument", file);
     if (file && strlen(file) > QCOW2_MAX_BACKING_NAME)
         return err_set(err, EINVAL, "Could not change the backing file to '%s': Invalid argument", file);
+    /* Crash order: what rebase copied from the old backing file must be
+     * reachable (L2 and refcount caches written, and on disk) before the
+     * header names another backing file, or a crash in between changes
+     * what the image reads. */
+    r = qcow2_flush(bs);
+    if (r == 0)
+        r = blk_flush(bs->file);
+    if (r < 0)
+        return err_set_errno(err, -r, "Could not change the backing file to '%s'", file ? file : "");
     s->image_backing_file = file && file[0] ? strdup(file) : NULL;
     s->image_backing_format = fmt && fmt[0] && s->image_backing_file ? strdup(fmt) : NULL;
     r = qcow2_update_header(bs);
