@@ -143,18 +143,50 @@ static void node_identity(const struct bds *bs, dev_t *dev, ino_t *ino)
     *ino = bs->ino;
 }
 
-/* A format node over a protocol known only by options (json:{...}) is
- * json:{"driver": FMT, "file": {...}}, as qemu names it. */
-static char *format_node_name(const struct blk_driver *drv, const char *child)
+/* Options that change what a format node reads (qemu's strong_runtime_opts):
+ * given explicitly, they make the node's name a json:{...} filename. */
+static bool is_strong_opt(const struct blk_driver *drv, const char *key)
 {
-    json_t *c, *o;
-    struct strbuf sb;
+    static const struct { const char *drv, *key; } strong[] = {
+        { "luks", "key-secret" },
+        { "qcow2", "encrypt.key-secret" },
+        { "qcow", "encrypt.key-secret" },
+        { "raw", "offset" },
+        { "raw", "size" },
+    };
+    for (size_t i = 0; i < sizeof(strong) / sizeof(strong[0]); i++)
+        if (!strcmp(drv->name, strong[i].drv) && !strcmp(key, strong[i].key))
+            return true;
+    return false;
+}
 
-    if (strncmp(child, "json:{", 6) || !(c = json_loads(child + 5, 0, NULL)))
+/* A format node over a protocol known only by options (json:{...}), or
+ * opened with strong options, is json:{"driver": FMT, "file": {...}, ...},
+ * as qemu names it. */
+static char *format_node_name(const struct blk_driver *drv, const struct blk_driver *pdrv,
+                              const char *child, const struct kvopts *opts)
+{
+    json_t *c = NULL, *o;
+    struct strbuf sb;
+    bool strong = false;
+
+    for (size_t i = 0; opts && i < opts->n; i++)
+        strong |= is_strong_opt(drv, opts->v[i].key);
+    if (!strncmp(child, "json:{", 6))
+        c = json_loads(child + 5, 0, NULL);
+    else if (strong && pdrv && !strcmp(pdrv->name, "file")) {
+        c = json_object();
+        json_object_set_new(c, "driver", json_string("file"));
+        json_object_set_new(c, "filename", json_string(child));
+    }
+    if (!c)
         return xstrdup(child);
     o = json_object();
     json_object_set_new(o, "driver", json_string(drv->name));
     json_object_set_new(o, "file", c);
+    for (size_t i = 0; opts && i < opts->n; i++)
+        if (is_strong_opt(drv, opts->v[i].key))
+            json_object_set_new(o, opts->v[i].key, json_string(opts->v[i].val));
     strbuf_init(&sb);
     strbuf_puts(&sb, "json:");
     qjson_compact(&sb, o);
@@ -261,7 +293,7 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
 
     /* The protocol may have put its name in canonical form (nbd, http):
      * the format node is known by that name, as in qemu. */
-    char *name = format_node_name(drv, proto->filename);
+    char *name = format_node_name(drv, proto->drv, proto->filename, opts);
     bs = bds_new(drv, name, flags);
     free(name);
     bs->file = proto;

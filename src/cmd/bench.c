@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
 
@@ -42,7 +43,8 @@ static void *bench_worker(void *opaque)
         b->offset = (b->offset + b->step) % b->image_size;
         pthread_mutex_unlock(&b->lock);
         (void)i;
-        int r = b->write ? blk_pwrite(b->bs, off, b->bufsize, b->buf, 0)
+        /* qemu's block layer refuses requests past the end of the image */
+        int r = off + b->bufsize > b->image_size ? -EIO : b->write ? blk_pwrite(b->bs, off, b->bufsize, b->buf, 0)
                          : blk_pread(b->bs, off, b->bufsize, b->buf);
         if (r < 0) {
             pthread_mutex_lock(&b->lock);
@@ -93,6 +95,7 @@ int cmd_bench(int argc, char **argv)
     };
     const char *fmt = NULL;
     bool quiet = false, image_opts = false, is_write = false, force_share = false, drain = true;
+    bool native_aio = false;
     unsigned long count = 75000, depth = 64, pattern = 0, flush_interval = 0;
     int64_t offset = 0, sval;
     size_t bufsize = 4096, step = 0;
@@ -119,12 +122,14 @@ int cmd_bench(int argc, char **argv)
             }
             break;
         case 'f': fmt = optarg; break;
-        case 'n': break;
+        case 'n': native_aio = true; break;
         case 'i':
             if (strcmp(optarg, "threads") && strcmp(optarg, "native") && strcmp(optarg, "io_uring")) {
                 error_report("Invalid aio option: %s", optarg);
                 return 1;
             }
+            if (!strcmp(optarg, "native"))
+                native_aio = true;      /* "threads" does not undo it, as in qemu */
             break;
         case 'o':
             if ((offset = cvtnum("offset", optarg)) < 0)
@@ -184,6 +189,13 @@ int cmd_bench(int argc, char **argv)
     }
     if (flush_interval && flush_interval < depth) {
         error_report("Flush interval can't be smaller than depth");
+        return 1;
+    }
+    /* Linux native AIO needs O_DIRECT: qemu's file protocol refuses it at
+     * open time, after finding the file but before probing its format. */
+    if (native_aio && !(flags & BLK_O_NOCACHE) && (image_opts || access(argv[argc - 1], F_OK) == 0)) {
+        error_report("Could not open '%s': aio=native was specified, but it requires "
+                     "cache.direct=on, which was not specified.", argv[argc - 1]);
         return 1;
     }
     struct img_open_args a = { .filename = argv[argc - 1], .fmt = fmt, .image_opts = image_opts,

@@ -48,6 +48,8 @@ noreturn void unrecognized_option(const char *option);
 /* Print the global help text and exit 0. */
 noreturn void help(void);
 void print_version(void);
+/* The global -T option (qemu's trace_opt_parse); may print and exit. */
+void trace_opt_parse(const char *arg);
 
 enum output_format { OFORMAT_HUMAN, OFORMAT_JSON };
 /* Returns 0 or -1 after reporting qemu-img's message. */

@@ -12,6 +12,7 @@
 #include "util/ckd.h"
 
 #define COMMIT_BUF (2u << 20)
+#define COMMIT_PROGRESS_CHUNK (16u << 20)
 
 static bool same_file(const char *a, const char *b)
 {
@@ -45,6 +46,16 @@ static int commit_data(struct bds *top, struct bds *base, struct err *err)
         if (r < 0)
             return r;
     }
+    /* qemu's commit job reports progress as the share of the bytes
+     * allocated above the base that has been copied so far. */
+    uint64_t total = 0, done_bytes = 0;
+    for (uint64_t off = 0; off < (uint64_t)size; off += n) {
+        int st = blk_block_status_above(top, base, off, (uint64_t)size - off, &n, NULL, NULL, NULL);
+        if (st < 0 || n == 0)
+            break;
+        if (st & BLK_STATUS_ALLOCATED)
+            total += n;
+    }
     buf = malloc(COMMIT_BUF);
     if (!buf)
         return err_set(err, ENOMEM, "Could not allocate buffer");
@@ -76,8 +87,14 @@ static int commit_data(struct bds *top, struct bds *base, struct err *err)
             r = err_set(err, -r, "%s", strerror(-r));
             break;
         }
-        progress_print((float)(100.0 * (double)(off + n) / (double)size), 0);
+        /* qemu's job reports a chunk of its 16 MiB buffer once copied: a
+         * smaller commit goes from 0 straight to 100 */
+        if (total && (done_bytes + n) / COMMIT_PROGRESS_CHUNK != done_bytes / COMMIT_PROGRESS_CHUNK)
+            progress_print((float)(100.0 * (double)(done_bytes + n) / (double)total), 0);
+        done_bytes += n;
     }
+    if (r == 0)
+        progress_print(100.f, 0);
     free(buf);
     if (r == 0 && (r = blk_flush(base)) < 0)
         err_set(err, -r, "Could not flush the base image: %s", strerror(-r));

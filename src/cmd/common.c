@@ -1,5 +1,6 @@
 /* Shared command plumbing: messages in qemu-img's shapes, option helpers,
  * --object secrets and opening images the way qemu-img's img_open does. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "cmd/cmd.h"
 #include "util/secret.h"
 #include "util/size.h"
+#include "util/strbuf.h"
 #include "util/xalloc.h"
 
 const char *prog_name = "qimg";
@@ -116,118 +118,313 @@ void log_to_stderr(void *opaque, const char *line)
     fprintf(stderr, "%s\n", line);
 }
 
-/* --- secrets --- */
+/* --- --object: qemu's keyval syntax, ObjectOptions visit, secret objects --- */
 
-static char *read_whole_file(const char *path)
+/* The types "--object help" lists: the user-creatable QOM types of
+ * qemu-img 7.2 (only "secret" is implemented). */
+static const char *const object_types[] = {
+    "authz-list", "authz-list-file", "authz-simple", "main-loop", "pr-manager-helper",
+    "secret", "secret_keyring", "thread-context", "throttle-group", "tls-cipher-suites",
+    "tls-creds-anon", "tls-creds-psk", "tls-creds-x509", NULL,
+};
+
+/* Every --object id given so far: ids share one namespace, whatever the type. */
+static char **object_ids;
+static size_t n_object_ids;
+
+/* qemu's parse_qapi_name(s, false): a letter, then letters, digits, '-', '_'. */
+static size_t qapi_name_len(const char *s, size_t max)
+{
+    size_t i = 0;
+    if (!max || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return 0;
+    while (i < max && (isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '_'))
+        i++;
+    return i;
+}
+
+/* keyval_parse(spec, "qom-type"): "," separates, ",," is a literal comma,
+ * the first element may omit "qom-type=", "help" / "?" elements ask for
+ * help, a later key repeated replaces the earlier value. */
+static int keyval_parse_object(const char *spec, struct kvopts *o, bool *help)
+{
+    const char *p = spec;
+    bool first = true;
+
+    while (*p) {
+        size_t len = strcspn(p, "=,");
+        const char *key;
+        size_t klen;
+        if (len && p[len] != '=') {
+            if ((len == 4 && !strncmp(p, "help", 4)) || (len == 1 && p[0] == '?')) {
+                *help = true;
+                p += len;
+                if (*p == ',')
+                    p++;
+                first = false;
+                continue;
+            }
+            if (!first) {
+                error_report("Expected '=' after parameter '%.*s'", (int)len, p);
+                return -1;
+            }
+            key = "qom-type";
+            klen = 8;
+        } else {
+            /* key fragments separated by '.', each a QAPI name */
+            size_t i = 0;
+            for (;;) {
+                size_t n = qapi_name_len(p + i, len - i);
+                if (!n || (i + n < len && p[i + n] != '.')) {
+                    error_report("Invalid parameter '%.*s'", (int)len, p);
+                    return -1;
+                }
+                i += n + 1;
+                if (i >= len)
+                    break;
+            }
+            key = p;
+            klen = len;
+            p += len + 1;       /* past '=' */
+        }
+        struct strbuf v = STRBUF_INIT;
+        for (; *p; p++) {
+            if (*p == ',') {
+                if (p[1] != ',')
+                    break;
+                p++;
+            }
+            strbuf_addf(&v, "%c", *p);
+        }
+        if (*p == ',')
+            p++;
+        char *k = xstrndup(key, klen);
+        kvopts_set(o, k, strbuf_str(&v));
+        free(k);
+        strbuf_release(&v);
+        first = false;
+    }
+    return 0;
+}
+
+/* glib's g_base64_decode() after qemu's check of the alphabet: groups of
+ * four, '=' counts as zero bits and drops output bytes, a partial group at
+ * the end is discarded. */
+static char *secret_base64_decode(const char *in, size_t *outlen)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(in), o = 0;
+    char *out;
+    uint32_t v = 0;
+    int i = 0;
+    char last0 = 0, last1 = 0;
+
+    if (strspn(in, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n") != n) {
+        error_report("Base64 data contains invalid characters");
+        return NULL;
+    }
+    out = xmalloc(n / 4 * 3 + 1);
+    for (size_t k = 0; k < n; k++) {
+        char c = in[k];
+        const char *t = c == '=' ? NULL : strchr(tbl, c);
+        if (c != '=' && (!t || !c))
+            continue;
+        last1 = last0;
+        last0 = c;
+        v = (v << 6) | (uint32_t)(t ? t - tbl : 0);
+        if (++i == 4) {
+            out[o++] = (char)(v >> 16);
+            if (last1 != '=')
+                out[o++] = (char)(v >> 8);
+            if (last0 != '=')
+                out[o++] = (char)v;
+            i = 0;
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+/* g_file_get_contents() with glib's messages. */
+static char *read_secret_file(const char *path, size_t *outlen)
 {
     FILE *f = fopen(path, "rb");
     char *buf = NULL;
     size_t len = 0, cap = 0;
 
-    if (!f)
+    if (!f) {
+        error_report("Unable to read %s: Failed to open file \u201c%s\u201d: %s", path, path,
+                     strerror(errno));
         return NULL;
+    }
     for (;;) {
         if (len + 4096 + 1 > cap) {
             cap = cap ? cap * 2 : 8192;
             if (cap > (64u << 20)) {
-                free(buf);
-                fclose(f);
-                return NULL;
+                error_report("Unable to read %s: Error reading file \u201c%s\u201d: %s", path, path,
+                             strerror(EFBIG));
+                goto fail;
             }
             buf = xrealloc(buf, cap);
         }
         size_t n = fread(buf + len, 1, 4096, f);
         len += n;
-        if (n < 4096)
+        if (n < 4096) {
+            if (ferror(f)) {
+                error_report("Unable to read %s: Error reading file \u201c%s\u201d: %s", path,
+                             path, strerror(errno));
+                goto fail;
+            }
             break;
+        }
     }
     fclose(f);
     buf[len] = '\0';
+    *outlen = len;
     return buf;
+fail:
+    free(buf);
+    fclose(f);
+    return NULL;
 }
 
-static char *base64_decode_str(const char *in)
+static void object_print_help(const char *type)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = strlen(in);
-    char *out = xmalloc(n / 4 * 3 + 4);
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        if (in[i] == '=')
-            break;
-        const char *p = strchr(tbl, in[i]);
-        if (!p || !in[i]) {
-            free(out);
-            return NULL;
-        }
-        acc = acc << 6 | (unsigned)(p - tbl);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
+    if (type && !strcmp(type, "secret")) {
+        printf("secret options:\n  data=<string>\n  file=<string>\n"
+               "  format=<QCryptoSecretFormat>\n  iv=<string>\n  keyid=<string>\n");
+        return;
     }
-    out[o] = '\0';
-    return out;
+    printf("List of user creatable objects:\n");
+    for (size_t i = 0; object_types[i]; i++)
+        printf("  %s\n", object_types[i]);
 }
 
+static bool id_wellformed(const char *id)
+{
+    if (!((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z')))
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("-._", *p))
+            return false;
+    return true;
+}
+
+/* user_creatable_process_cmdline(): exits 0 after printing help. */
 int object_add(const char *spec)
 {
+    static const char *const secret_keys[] = {
+        "qom-type", "id", "data", "file", "format", "iv", "keyid", NULL,
+    };
     struct kvopts o;
-    struct err e;
+    bool help = false;
+    char *value = NULL;
+    size_t vlen = 0;
     int r = -1;
 
     kvopts_init(&o);
-    err_init(&e);
-    if (kvopts_parse(&o, spec, "qom-type", &e) < 0) {
-        error_report("%s", e.msg);
+    if (keyval_parse_object(spec, &o, &help) < 0)
         goto out;
-    }
     const char *type = kvopts_get(&o, "qom-type");
-    const char *id = kvopts_get(&o, "id");
-    if (!type || strcmp(type, "secret")) {
-        error_report("Parameter 'qom-type' does not accept value '%s'", type ? type : "");
+    if (help) {
+        object_print_help(type);
+        exit(EXIT_SUCCESS);
+    }
+    if (!type) {
+        error_report("Parameter 'qom-type' is missing");
         goto out;
     }
+    if (strcmp(type, "secret")) {
+        error_report("Parameter 'qom-type' does not accept value '%s'", type);
+        goto out;
+    }
+    const char *id = kvopts_get(&o, "id");
     if (!id) {
         error_report("Parameter 'id' is missing");
         goto out;
     }
-    const char *data = kvopts_get(&o, "data");
-    const char *file = kvopts_get(&o, "file");
     const char *format = kvopts_get(&o, "format");
-    char *value;
-    if (data && file) {
-        error_report("'data' and 'file' are mutually exclusive");
+    if (format && strcmp(format, "raw") && strcmp(format, "base64")) {
+        error_report("Parameter 'format' does not accept value '%s'", format);
         goto out;
     }
-    if (data)
-        value = xstrdup(data);
-    else if (file) {
-        value = read_whole_file(file);
-        if (!value) {
-            error_report("Unable to read %s: %s", file, strerror(errno ? errno : EIO));
+    for (size_t i = 0; i < o.n; i++) {
+        size_t k = 0;
+        while (secret_keys[k] && strcmp(secret_keys[k], o.v[i].key))
+            k++;
+        if (!secret_keys[k]) {
+            /* a dotted key is a nested object named by its first part */
+            error_report("Parameter '%.*s' is unexpected", (int)strcspn(o.v[i].key, "."),
+                         o.v[i].key);
             goto out;
         }
+    }
+    if (!id_wellformed(id)) {
+        error_report("Parameter 'id' expects an identifier");
+        fprintf(stderr, "Identifiers consist of letters, digits, '-', '.', '_', "
+                "starting with a letter.\n");
+        goto out;
+    }
+    for (size_t i = 0; i < n_object_ids; i++) {
+        if (!strcmp(object_ids[i], id)) {
+            error_report("attempt to add duplicate property '%s' to object (type 'container')",
+                         id);
+            goto out;
+        }
+    }
+    const char *data = kvopts_get(&o, "data");
+    const char *file = kvopts_get(&o, "file");
+    const char *keyid = kvopts_get(&o, "keyid");
+    if (file && data) {
+        error_report("'file' and 'data' are mutually exclusive");
+        goto out;
+    }
+    if (file) {
+        if (!(value = read_secret_file(file, &vlen)))
+            goto out;
+    } else if (data) {
+        value = xstrdup(data);
+        vlen = strlen(data);
     } else {
         error_report("Either 'file' or 'data' must be provided");
         goto out;
     }
-    if (format && !strcmp(format, "base64")) {
-        char *dec = base64_decode_str(value);
-        free(value);
-        if (!dec) {
-            error_report("Failed to decode base64 data");
+    if (keyid) {
+        /* AES-256-CBC under another secret: its preconditions as qemu
+         * checks them; the decryption itself is not implemented. */
+        struct err e;
+        size_t klen = 0;
+        err_init(&e);
+        if (!secret_get(keyid, &klen, &e)) {
+            error_report("%s", e.msg);
             goto out;
         }
+        if (klen != 32) {
+            error_report("Key should be 32 bytes in length");
+            goto out;
+        }
+        if (!kvopts_get(&o, "iv")) {
+            error_report("IV is required to decrypt secret");
+            goto out;
+        }
+        error_report("Decrypting secret '%s' with 'keyid' is not supported", id);
+        goto out;
+    }
+    if (format && !strcmp(format, "base64")) {
+        char *dec = secret_base64_decode(value, &vlen);
+        if (!dec)
+            goto out;
+        free(value);
         value = dec;
     }
-    secret_add(id, value, strlen(value));
+    secret_add(id, value, vlen);
+    value = NULL;
+    object_ids = xrealloc(object_ids, (n_object_ids + 1) * sizeof(*object_ids));
+    object_ids[n_object_ids++] = xstrdup(id);
     r = 0;
 out:
+    free(value);
     kvopts_release(&o);
     return r;
 }
@@ -320,6 +517,10 @@ struct bds *img_open(const struct img_open_args *a)
     const char *fmt = a->fmt;
     char *fn_owned = NULL, *fmt_owned = NULL;
 
+    if (a->image_opts && a->fmt) {
+        error_report("--image-opts and --format are mutually exclusive");
+        return NULL;
+    }
     err_init(&e);
     kvopts_init(&opts);
     bool is_json = !a->image_opts && !strncmp(a->filename, "json:", 5);
@@ -331,7 +532,8 @@ struct bds *img_open(const struct img_open_args *a)
         }
     }
     if (a->image_opts || is_json) {
-        if (!is_json && kvopts_parse(&opts, a->filename, NULL, &e) < 0) {
+        /* --image-opts: "file" is the implied key, as in qemu's "source" options */
+        if (!is_json && kvopts_parse(&opts, a->filename, "file", &e) < 0) {
             error_report("%s", e.msg);
             kvopts_release(&opts);
             return NULL;
@@ -339,8 +541,36 @@ struct bds *img_open(const struct img_open_args *a)
         fmt_owned = kvopts_take(&opts, "driver");
         if (!fmt_owned && fmt)
             fmt_owned = xstrdup(fmt);
+        const struct blk_driver *d = fmt_owned ? blk_find_format(fmt_owned) : NULL;
+        bool protocol = d && !blk_driver_is_format(d);
+        bool file_opts = false;
+        for (size_t i = 0; i < opts.n; i++)
+            file_opts |= !strncmp(opts.v[i].key, "file.", 5);
+        const char *msg = NULL;
+        char *ref = kvopts_take(&opts, "file");
+        /* bdrv_open()'s checks of "file" (a node reference), "filename"
+         * and the file.* options, in its order */
+        if (ref && file_opts)
+            msg = "Cannot reference an existing block device with additional options or a new filename";
+        else if (!fmt_owned && !ref && !file_opts)
+            msg = "Must specify either driver or file";
+        else if (ref && protocol)
+            err_set(&e, EINVAL, "Block protocol '%s' doesn't support the option 'file'", fmt_owned);
+        else if (ref)
+            err_set(&e, ENOENT, "Cannot find device='%s' nor node-name='%s'", ref, ref);
+        else if (protocol && !kvopts_has(&opts, "filename") && kvopts_has(&opts, "file.filename") &&
+                 !strcmp(fmt_owned, "file"))
+            err_set(&e, EINVAL, "The '%s' block driver requires a file name", fmt_owned);
+        free(ref);
+        if (msg || e.set) {
+            error_report("Could not open '%s': %s", a->filename, msg ? msg : e.msg);
+            kvopts_release(&opts);
+            free(fmt_owned);
+            return NULL;
+        }
         fn_owned = kvopts_take(&opts, "file.filename");
-        if (!fn_owned)
+        /* a top-level filename is the protocol's: a format driver has none */
+        if (!fn_owned && !(d && blk_driver_is_format(d)))
             fn_owned = kvopts_take(&opts, "filename");
         if (kvopts_get(&opts, "file.driver") && !strcmp(kvopts_get(&opts, "file.driver"), "file"))
             kvopts_del(&opts, "file.driver");
@@ -356,6 +586,19 @@ struct bds *img_open(const struct img_open_args *a)
         filename = fn_owned;
         fmt = fmt_owned;
     }
+    /* -U adds force-share=on to the options; a conflicting explicit value
+     * is refused, and shared access is for read-only opens only. */
+    const char *fs = kvopts_get(&opts, "force-share");
+    if ((a->flags & BLK_O_SHARE) && fs && strcmp(fs, "on")) {
+        error_report("--force-share/-U conflicts with image options");
+        goto fail;
+    }
+    if ((a->flags & BLK_O_RDWR) && ((a->flags & BLK_O_SHARE) || (fs && !strcmp(fs, "on")))) {
+        error_report("Could not open '%s': force-share=on can only be used with read-only images",
+                     a->filename);
+        goto fail;
+    }
+    kvopts_del(&opts, "force-share");
     for (size_t i = 0; !a->image_opts && a->key_secrets && i < a->key_secrets->n; i++) {
         const struct kvopt *kv = &a->key_secrets->v[i];
         size_t kl = strlen(kv->key);
@@ -373,4 +616,9 @@ struct bds *img_open(const struct img_open_args *a)
     free(fn_owned);
     free(fmt_owned);
     return bs;
+fail:
+    kvopts_release(&opts);
+    free(fn_owned);
+    free(fmt_owned);
+    return NULL;
 }

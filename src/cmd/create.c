@@ -120,6 +120,11 @@ int cmd_create(int argc, char **argv)
         case 'b': base_filename = optarg; break;
         case 'f': fmt = optarg; break;
         case 'o': {
+            if (!kvopts_list_valid(optarg)) {
+                error_report("Invalid option list: %s", optarg);
+                free(options);
+                return 1;
+            }
             char *n = options ? xasprintf("%s,%s", options, optarg) : xstrdup(optarg);
             free(options);
             options = n;

@@ -47,7 +47,7 @@ same "compare with the raw copy" -- compare "${S[@]}" --image-opts "$(io q.luks)
 fixture "$QEMU_IMG" create -q -f raw pat.raw 1M
 fixture "$QEMU_IO" -f raw -c 'write -P 0x77 8k 300k' pat.raw
 cp --sparse=always "$A/q.luks" "$A/w.luks"; cp --sparse=always "$B/q.luks" "$B/w.luks"
-check "qimg writes into a qemu-made image" "$QIMG" convert -n "${S[@]}" -O luks "$A/pat.raw" \
+check "qimg writes into a qemu-made image" "$QIMG" convert -n "${S[@]}" "$A/pat.raw" \
     --target-image-opts "$(io "$A/w.luks")"
 check "qemu-io reads qimg's writes" "$QEMU_IO" "${S[@]}" --image-opts "$(io "$A/w.luks")" \
     -c 'read -P 0 0 8k' -c 'read -P 0x77 8k 300k' -c 'read -P 0 308k 716k'
