@@ -118,6 +118,12 @@ void blk_check_log(struct blk_check_result *res, const char *fmt, ...)
 /* A line qemu's driver would print on stderr by itself (corruption
  * notices and the like); see block/message.c. */
 void blk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same without the final newline (qemu's error_printf after a
+ * warn_report: the next output continues the line). */
+void blk_message_partial(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "qemu-img" when qimg runs under that name, else "qimg": the prefix of
+ * qemu's warn_report lines. */
+const char *blk_prog_name(void);
 /* True when buf[0..len) is all zero (word at a time). */
 bool buffer_is_zero(const void *buf, size_t len);
 /* Inside an amend operation: report progress (offset of total work) to the

@@ -91,17 +91,12 @@ struct dmg_state {
     uint64_t in_cap;
 };
 
-static const char *prog(void)
-{
-    return strcmp(program_invocation_short_name, "qemu-img") ? "qimg" : "qemu-img";
-}
-
 /* qemu's warn_report_once: once per process and call site. */
 static void warn_once(int *done, const char *msg)
 {
     if (__atomic_exchange_n(done, 1, __ATOMIC_RELAXED))
         return;
-    blk_message("%s: warning: %s", prog(), msg);
+    blk_message("%s: warning: %s", blk_prog_name(), msg);
 }
 
 static int dmg_probe(const uint8_t *head, size_t len, const char *filename)
@@ -206,7 +201,7 @@ static int dmg_read_mish(struct dmg_state *s, const uint8_t *buf, uint32_t count
         c.count = get_be64(e + 0x10);
         if (c.type != UDZE && c.type != UDIG && c.count > DMG_SECTORCOUNTS_MAX) {
             blk_message("%s: sector count %" PRIu64 " for chunk %" PRIu32
-                        " is larger than max (%u)", prog(), c.count, s->n_chunks,
+                        " is larger than max (%u)", blk_prog_name(), c.count, s->n_chunks,
                         DMG_SECTORCOUNTS_MAX);
             return -EINVAL;
         }
@@ -214,7 +209,7 @@ static int dmg_read_mish(struct dmg_state *s, const uint8_t *buf, uint32_t count
         c.length = get_be64(e + 0x20);
         if (c.length > DMG_LENGTHS_MAX) {
             blk_message("%s: length %" PRIu64 " for chunk %" PRIu32
-                        " is larger than max (%u)", prog(), c.length, s->n_chunks,
+                        " is larger than max (%u)", blk_prog_name(), c.length, s->n_chunks,
                         DMG_LENGTHS_MAX);
             return -EINVAL;
         }
