@@ -79,17 +79,23 @@ def make_corpus(path, size, seed):
         return
     rng = random.Random(seed)
     texts = text_chunks(seed)
+    # AES-CTR over an endless stream of zeros: deterministic random bytes.
+    zeros = open("/dev/zero", "rb")
     rand = subprocess.Popen(["openssl", "enc", "-aes-128-ctr", "-nosalt", "-pbkdf2",
-                             "-pass", "pass:qimg-bench-%d" % seed], stdin=subprocess.DEVNULL,
+                             "-pass", "pass:qimg-bench-%d" % seed], stdin=zeros,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    zeros.close()
     zero = bytes(MIB)
     with open(path + ".tmp", "wb") as f:
         f.truncate(size)
         for i in range(size // MIB):
             r = rng.random()
             if r < 0.40:
+                chunk = rand.stdout.read(MIB)
+                if len(chunk) != MIB:
+                    raise RuntimeError("openssl gave %d random bytes, not %d" % (len(chunk), MIB))
                 f.seek(i * MIB)
-                f.write(rand.stdout.read(MIB))
+                f.write(chunk)
             elif r < 0.60:
                 f.seek(i * MIB)
                 f.write(texts[rng.randrange(len(texts))])
