@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <libdeflate.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define POOL_MAX 32
@@ -73,4 +74,41 @@ long deflate_compress(enum deflate_wrap wrap, int level, const void *in, size_t 
                              : libdeflate_deflate_compress(c, in, n, out, cap);
     put_compressor(c, level);
     return r ? (long)r : -ENOSPC;
+}
+
+/* A flat histogram: the sum of squared byte counts stays within a few
+ * percent of what n uniform random bytes give (n*n/256 + n). Text, tables
+ * and sparse data lie far above it. */
+static bool flat_histogram(const uint8_t *p, size_t n)
+{
+    uint32_t h[4][256] = { { 0 } };
+    uint64_t sq = 0;
+    size_t i = 0;
+
+    for (; i + 4 <= n; i += 4) {
+        h[0][p[i]]++;
+        h[1][p[i + 1]]++;
+        h[2][p[i + 2]]++;
+        h[3][p[i + 3]]++;
+    }
+    for (; i < n; i++)
+        h[0][p[i]]++;
+    for (int b = 0; b < 256; b++) {
+        uint64_t c = (uint64_t)h[0][b] + h[1][b] + h[2][b] + h[3][b];
+        sq += c * c;
+    }
+    uint64_t uniform = (uint64_t)n * n / 256 + n;
+    return sq <= uniform + uniform / 32;
+}
+
+bool deflate_incompressible(const void *in, size_t n, size_t cap)
+{
+    if (n < 4096 || n > (1u << 24) || !flat_histogram(in, n))
+        return false;
+    void *out = malloc(cap ? cap : 1);
+    if (!out)
+        return false;
+    long r = deflate_compress(DEFLATE_RAW, 1, in, n, out, cap);
+    free(out);
+    return r == -ENOSPC;
 }

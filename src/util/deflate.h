@@ -17,4 +17,11 @@ enum deflate_wrap { DEFLATE_RAW, DEFLATE_ZLIB };
 long deflate_compress(enum deflate_wrap wrap, int level, const void *in, size_t n, void *out,
                       size_t cap);
 
+/* True when n bytes of in certainly do not deflate into cap bytes: their
+ * byte histogram is flat (random or already compressed data) and a fast
+ * level-1 pass with a 32 KiB window does not fit either. Lets a caller whose
+ * format requires a slower encoder (zlib with a small window) skip data that
+ * would be stored uncompressed anyway. */
+bool deflate_incompressible(const void *in, size_t n, size_t cap);
+
 #endif

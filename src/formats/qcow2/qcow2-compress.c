@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "formats/qcow2/qcow2.h"
+#include "util/deflate.h"
 
 static int inflate_raw(const uint8_t *src, size_t slen, uint8_t *dst, size_t dlen)
 {
@@ -74,6 +75,10 @@ long qcow2_compress(int type, int level, const uint8_t *src, size_t slen, uint8_
     if (type == QCOW2_COMPRESS_ZLIB) {
         z_stream z;
         int r;
+        /* Random or already compressed data is stored uncompressed in the
+         * end; zlib is slowest on exactly that data, so test it quickly. */
+        if (deflate_incompressible(src, slen, dlen))
+            return -ENOSPC;
         memset(&z, 0, sizeof(z));
         /* qemu inflates with a 4 KiB window: distances must stay within
          * it, which rules out encoders without a window setting. */

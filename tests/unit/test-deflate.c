@@ -1,0 +1,93 @@
+/* util/deflate: the incompressibility test that lets qcow2's zlib writer
+ * skip data it would store uncompressed, and round trips through zlib. */
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "tap.h"
+#include "util/deflate.h"
+
+#define CS 65536
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint8_t next_byte(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint8_t)(rng_state >> 32);
+}
+
+static void fill_random(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = next_byte();
+}
+
+static void fill_text(uint8_t *p, size_t n)
+{
+    static const char *const words[] = { "qcow2 ", "cluster ", "refcount ", "table, ", "image.\n",
+                                         "backing ", "snapshot ", "the ", "of ", "zero " };
+    size_t i = 0;
+    while (i < n) {
+        const char *w = words[next_byte() % 10];
+        for (size_t k = 0; w[k] && i < n; k++)
+            p[i++] = (uint8_t)w[k];
+    }
+}
+
+/* Raw deflate of in inflates (4 KiB window not needed here) back to in. */
+static bool round_trip(const uint8_t *in, size_t n)
+{
+    uint8_t *c = malloc(n + 1024), *d = malloc(n);
+    long clen = deflate_compress(DEFLATE_RAW, 6, in, n, c, n + 1024);
+    bool ok = false;
+    if (clen > 0) {
+        z_stream z;
+        memset(&z, 0, sizeof(z));
+        if (inflateInit2(&z, -15) == Z_OK) {
+            z.next_in = c;
+            z.avail_in = (uInt)clen;
+            z.next_out = d;
+            z.avail_out = (uInt)n;
+            ok = inflate(&z, Z_FINISH) == Z_STREAM_END && z.avail_out == 0 && !memcmp(d, in, n);
+            inflateEnd(&z);
+        }
+    }
+    free(c);
+    free(d);
+    return ok;
+}
+
+int main(void)
+{
+    uint8_t *buf = malloc(CS);
+
+    fill_random(buf, CS);
+    ok(deflate_incompressible(buf, CS, CS - 1), "random data is incompressible");
+    ok(round_trip(buf, CS), "random data round-trips");
+    ok(!deflate_incompressible(buf, CS, 2 * CS), "random data fits a large enough buffer");
+    ok(!deflate_incompressible(buf, 1024, 1023), "short inputs are never judged");
+
+    /* a flat histogram but a repeated 1 KiB block: deflate finds the matches */
+    for (size_t i = 1024; i < CS; i++)
+        buf[i] = buf[i % 1024];
+    ok(!deflate_incompressible(buf, CS, CS - 1), "repeated random block is compressible");
+
+    fill_text(buf, CS);
+    ok(!deflate_incompressible(buf, CS, CS - 1), "text is compressible");
+    ok(round_trip(buf, CS), "text round-trips");
+
+    memset(buf, 0, CS);
+    ok(!deflate_incompressible(buf, CS, CS - 1), "zeros are compressible");
+
+    /* mostly random with one byte value overrepresented: not flat */
+    fill_random(buf, CS);
+    for (size_t i = 0; i < CS; i += 3)
+        buf[i] = 'A';
+    ok(!deflate_incompressible(buf, CS, CS - 1), "skewed data goes to the real encoder");
+
+    free(buf);
+    return done_testing();
+}
