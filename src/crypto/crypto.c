@@ -16,8 +16,12 @@
  * - AF split per the LUKS1 on-disk format spec, "AF-Splitter", with
  *   cryptsetup's diffuse (hash of be32 counter || block chunk).
  * CAST5 and DES live in OpenSSL 3's legacy provider, loaded into a private
- * library context on first use; Serpent and Twofish are not in OpenSSL and
- * are refused with qemu's "Unsupported cipher algorithm" message. */
+ * library context on first use. Serpent and Twofish are not in OpenSSL:
+ * their block functions come from libnettle (loaded on first use too, and
+ * optional at build time: meson feature 'nettle', HAVE_NETTLE), which also
+ * stands in for CAST5 when the legacy provider is missing; the modes above
+ * are built here on nettle's ECB functions exactly as on OpenSSL's. Without
+ * nettle they are refused with qemu's "Unsupported cipher algorithm". */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -29,8 +33,15 @@
 #include <openssl/evp.h>
 #include <openssl/provider.h>
 
+#include "config.h"
 #include "crypto/crypto.h"
 #include "util/dynlib.h"
+
+#ifdef HAVE_NETTLE
+#include <nettle/cast128.h>
+#include <nettle/serpent.h>
+#include <nettle/twofish.h>
+#endif
 
 /* libcrypto is loaded on first use (util/dynlib.h): most runs never
  * touch an encrypted image, and loading it costs start-up time. */
@@ -61,6 +72,48 @@ static int ossl_resolve(void *h, struct err *err)
     return 0;
 }
 static struct dynlib ossl_lib = DYNLIB_INIT("libcrypto.so.3", ossl_resolve);
+
+#ifdef HAVE_NETTLE
+/* libnettle, loaded the first time a cipher needs it. */
+#define NETTLE_FUNCS(X) \
+    X(nettle_cast5_set_key) \
+    X(nettle_cast128_encrypt) \
+    X(nettle_cast128_decrypt) \
+    X(nettle_serpent_set_key) \
+    X(nettle_serpent_encrypt) \
+    X(nettle_serpent_decrypt) \
+    X(nettle_twofish_set_key) \
+    X(nettle_twofish_encrypt) \
+    X(nettle_twofish_decrypt)
+static struct { NETTLE_FUNCS(DYNLIB_FIELD) } nl;
+#define NETTLE_RESOLVE(f) DYNLIB_RESOLVE_INTO(nl, f)
+static int nettle_resolve(void *h, struct err *err)
+{
+    void *sym;
+    NETTLE_FUNCS(NETTLE_RESOLVE)
+    return 0;
+}
+static struct dynlib nettle_lib = DYNLIB_INIT("libnettle.so.8", nettle_resolve);
+
+enum nettle_family { NF_NONE, NF_CAST128, NF_SERPENT, NF_TWOFISH };
+static const enum nettle_family nettle_families[CRYPTO_CIPHER__MAX] = {
+    [CRYPTO_CIPHER_CAST5_128] = NF_CAST128,
+    [CRYPTO_CIPHER_SERPENT_128] = NF_SERPENT,
+    [CRYPTO_CIPHER_SERPENT_192] = NF_SERPENT,
+    [CRYPTO_CIPHER_SERPENT_256] = NF_SERPENT,
+    [CRYPTO_CIPHER_TWOFISH_128] = NF_TWOFISH,
+    [CRYPTO_CIPHER_TWOFISH_192] = NF_TWOFISH,
+    [CRYPTO_CIPHER_TWOFISH_256] = NF_TWOFISH,
+};
+
+/* One expanded key; nettle's block functions take it const, so one
+ * schedule serves every thread. */
+union nettle_key {
+    struct cast128_ctx cast128;
+    struct serpent_ctx serpent;
+    struct twofish_ctx twofish;
+};
+#endif
 
 static const char *const hash_names[CRYPTO_HASH__MAX] = {
     "md5", "sha1", "sha224", "sha256", "sha384", "sha512", "ripemd160",
@@ -247,6 +300,17 @@ uint64_t crypto_pbkdf2_count_iters(enum crypto_hash h, const void *key, size_t n
         err_set(err, ENOMEM, "Out of memory");
         return 0;
     }
+    /* Tests that make many images set the rate instead of benchmarking
+     * for a second each time (the iteration floors still apply). */
+    const char *env = fixed_rate ? NULL : getenv("QIMG_TEST_PBKDF_RATE");
+    if (env && *env) {
+        char *rest;
+        unsigned long long v = strtoull(env, &rest, 10);
+        if (!*rest && v > 0) {
+            free(out);
+            return v;
+        }
+    }
     if (fixed_rate) {
         free(out);
         return fixed_rate;
@@ -282,18 +346,58 @@ out:
 struct crypto_cipher {
     enum crypto_cipher_alg alg;
     enum crypto_cipher_mode mode;
-    EVP_CIPHER *ecb;        /* always (XTS data/tweak, CTR keystream, ECB) */
-    EVP_CIPHER *cbc;        /* CBC mode only */
+    EVP_CIPHER *ecb;        /* OpenSSL: always (XTS data/tweak, CTR keystream, ECB) */
+    EVP_CIPHER *cbc;        /* OpenSSL: CBC mode only */
+#ifdef HAVE_NETTLE
+    union nettle_key *nk;   /* nettle instead of OpenSSL: [0] data key, [1] XTS tweak key */
+#endif
     size_t nkey;
     uint8_t key[64];
 };
+
+#ifdef HAVE_NETTLE
+static void nettle_set_key(enum crypto_cipher_alg alg, union nettle_key *k, const uint8_t *key,
+                           size_t nkey)
+{
+    switch (nettle_families[alg]) {
+    case NF_CAST128:
+        nl.nettle_cast5_set_key(&k->cast128, nkey, key);
+        break;
+    case NF_SERPENT:
+        nl.nettle_serpent_set_key(&k->serpent, nkey, key);
+        break;
+    default:
+        nl.nettle_twofish_set_key(&k->twofish, nkey, key);
+        break;
+    }
+}
+
+/* Key the cipher with nettle; false when nettle cannot serve it. */
+static bool nettle_setup(struct crypto_cipher *c)
+{
+    size_t nkeys = c->mode == CRYPTO_MODE_XTS ? 2 : 1, half = c->nkey / nkeys;
+
+    if (nettle_families[c->alg] == NF_NONE || dynlib_load(&nettle_lib, NULL) < 0)
+        return false;
+    c->nk = calloc(nkeys, sizeof(*c->nk));
+    if (!c->nk)
+        return false;
+    for (size_t i = 0; i < nkeys; i++)
+        nettle_set_key(c->alg, &c->nk[i], c->key + i * half, half);
+    return true;
+}
+#endif
 
 struct crypto_cipher *crypto_cipher_new(enum crypto_cipher_alg alg, enum crypto_cipher_mode mode,
                                         const uint8_t *key, size_t nkey, struct err *err)
 {
     struct crypto_cipher *c;
     size_t want = cipher_key_lens[alg];
+    bool have_nettle = false;
 
+#ifdef HAVE_NETTLE
+    have_nettle = nettle_families[alg] != NF_NONE;
+#endif
     /* qemu's generic key checks come first (crypto/cipher.c). */
     if (mode == CRYPTO_MODE_XTS) {
         if (alg == CRYPTO_CIPHER_DES || alg == CRYPTO_CIPHER_3DES) {
@@ -312,7 +416,7 @@ struct crypto_cipher *crypto_cipher_new(enum crypto_cipher_alg alg, enum crypto_
         err_set(err, EINVAL, "Cipher key length %zu should be %zu", nkey, want);
         return NULL;
     }
-    if (!cipher_evp[alg].ecb) {
+    if (!cipher_evp[alg].ecb && !have_nettle) {
         err_set(err, ENOTSUP, "Unsupported cipher algorithm %s", cipher_names[alg]);
         return NULL;
     }
@@ -321,8 +425,6 @@ struct crypto_cipher *crypto_cipher_new(enum crypto_cipher_alg alg, enum crypto_
         err_set(err, ENOTSUP, "Unsupported cipher mode %s", mode_names[mode]);
         return NULL;
     }
-    if (dynlib_load(&ossl_lib, err) < 0)
-        return NULL;
     c = calloc(1, sizeof(*c));
     if (!c) {
         err_set(err, ENOMEM, "Out of memory");
@@ -332,23 +434,46 @@ struct crypto_cipher *crypto_cipher_new(enum crypto_cipher_alg alg, enum crypto_
     c->mode = mode;
     c->nkey = nkey;
     memcpy(c->key, key, nkey);
-    c->ecb = fetch_cipher(alg, false);
-    if (mode == CRYPTO_MODE_CBC)
-        c->cbc = fetch_cipher(alg, true);
-    if (!c->ecb || (mode == CRYPTO_MODE_CBC && !c->cbc)) {
-        err_set(err, ENOTSUP, "Unsupported cipher algorithm %s", cipher_names[alg]);
+    if (cipher_evp[alg].ecb && dynlib_load(&ossl_lib, have_nettle ? NULL : err) == 0) {
+        c->ecb = fetch_cipher(alg, false);
+        if (mode == CRYPTO_MODE_CBC)
+            c->cbc = fetch_cipher(alg, true);
+        if (c->ecb && (mode != CRYPTO_MODE_CBC || c->cbc))
+            return c;
+    } else if (cipher_evp[alg].ecb && !have_nettle) {
         crypto_cipher_free(c);
         return NULL;
     }
-    return c;
+#ifdef HAVE_NETTLE
+    /* Not in OpenSSL (or its legacy provider is missing): nettle. */
+    if (nettle_setup(c)) {
+        if (c->ecb)
+            ossl.EVP_CIPHER_free(c->ecb);
+        if (c->cbc)
+            ossl.EVP_CIPHER_free(c->cbc);
+        c->ecb = c->cbc = NULL;
+        return c;
+    }
+#endif
+    err_set(err, ENOTSUP, "Unsupported cipher algorithm %s", cipher_names[alg]);
+    crypto_cipher_free(c);
+    return NULL;
 }
 
 void crypto_cipher_free(struct crypto_cipher *c)
 {
     if (!c)
         return;
-    ossl.EVP_CIPHER_free(c->ecb);
-    ossl.EVP_CIPHER_free(c->cbc);
+    if (c->ecb)
+        ossl.EVP_CIPHER_free(c->ecb);
+    if (c->cbc)
+        ossl.EVP_CIPHER_free(c->cbc);
+#ifdef HAVE_NETTLE
+    if (c->nk) {
+        memset(c->nk, 0, (c->mode == CRYPTO_MODE_XTS ? 2 : 1) * sizeof(*c->nk));
+        free(c->nk);
+    }
+#endif
     memset(c->key, 0, sizeof(c->key));
     free(c);
 }
@@ -395,22 +520,105 @@ void crypto_ivgen_free(struct crypto_ivgen *g)
     free(g);
 }
 
-static EVP_CIPHER_CTX *ctx_new(const EVP_CIPHER *evp, const uint8_t *key, int enc)
-{
-    EVP_CIPHER_CTX *ctx = ossl.EVP_CIPHER_CTX_new();
+/* One direction of one key of a cipher, as a single-block-at-a-time ECB
+ * (or, with OpenSSL, CBC) engine: an OpenSSL context, or a nettle key
+ * schedule shared read-only with the cipher. */
+struct engine {
+    EVP_CIPHER_CTX *evp;
+    const struct crypto_cipher *c;
+    int key;            /* nettle: 0 data key, 1 tweak key */
+    bool enc;
+};
 
-    if (ctx && ossl.EVP_CipherInit_ex(ctx, evp, NULL, key, NULL, enc) &&
-        ossl.EVP_CIPHER_CTX_set_padding(ctx, 0))
-        return ctx;
-    ossl.EVP_CIPHER_CTX_free(ctx);
-    return NULL;
+static bool engine_open(struct engine *e, const struct crypto_cipher *c, bool cbc, int key,
+                        bool enc)
+{
+    e->c = c;
+    e->key = key;
+    e->enc = enc;
+    e->evp = NULL;
+#ifdef HAVE_NETTLE
+    if (c->nk)
+        return true;
+#endif
+    const EVP_CIPHER *evp = cbc ? c->cbc : c->ecb;
+    e->evp = ossl.EVP_CIPHER_CTX_new();
+    if (e->evp && ossl.EVP_CipherInit_ex(e->evp, evp, NULL, c->key + (size_t)key * c->nkey / 2,
+                                         NULL, enc) &&
+        ossl.EVP_CIPHER_CTX_set_padding(e->evp, 0))
+        return true;
+    if (e->evp)
+        ossl.EVP_CIPHER_CTX_free(e->evp);
+    e->evp = NULL;
+    return false;
 }
 
-static bool ctx_update(EVP_CIPHER_CTX *ctx, uint8_t *buf, size_t len)
+static void engine_close(struct engine *e)
 {
+    if (e->evp)
+        ossl.EVP_CIPHER_CTX_free(e->evp);
+    e->evp = NULL;
+}
+
+/* ECB over whole blocks, in place. */
+static bool engine_update(struct engine *e, uint8_t *buf, size_t len)
+{
+#ifdef HAVE_NETTLE
+    if (!e->evp) {
+        const union nettle_key *k = &e->c->nk[e->key];
+        switch (nettle_families[e->c->alg]) {
+        case NF_CAST128:
+            (e->enc ? nl.nettle_cast128_encrypt : nl.nettle_cast128_decrypt)(&k->cast128, len,
+                                                                              buf, buf);
+            break;
+        case NF_SERPENT:
+            (e->enc ? nl.nettle_serpent_encrypt : nl.nettle_serpent_decrypt)(&k->serpent, len,
+                                                                              buf, buf);
+            break;
+        default:
+            (e->enc ? nl.nettle_twofish_encrypt : nl.nettle_twofish_decrypt)(&k->twofish, len,
+                                                                              buf, buf);
+            break;
+        }
+        return true;
+    }
+#endif
     int outl = 0;
-    return len <= INT_MAX && ossl.EVP_CipherUpdate(ctx, buf, &outl, buf, (int)len) &&
+    return len <= INT_MAX && ossl.EVP_CipherUpdate(e->evp, buf, &outl, buf, (int)len) &&
            (size_t)outl == len;
+}
+
+/* CBC over whole blocks from iv, in place: OpenSSL's own CBC, or the
+ * chaining done here around nettle's ECB. */
+static bool engine_cbc(struct engine *e, const uint8_t *iv, uint8_t *buf, size_t len)
+{
+    size_t bl = cipher_block_lens[e->c->alg];
+    uint8_t prev[16], save[16];
+
+    if (e->evp)
+        return ossl.EVP_CipherInit_ex(e->evp, NULL, NULL, NULL, iv, e->enc) &&
+               engine_update(e, buf, len);
+    memcpy(prev, iv, bl);
+    for (size_t off = 0; off < len; off += bl) {
+        uint8_t *b = buf + off;
+        if (e->enc) {
+            for (size_t i = 0; i < bl; i++)
+                b[i] ^= prev[i];
+            if (!engine_update(e, b, bl))
+                return false;
+            memcpy(prev, b, bl);
+        } else {
+            memcpy(save, b, bl);
+            if (!engine_update(e, b, bl))
+                return false;
+            for (size_t i = 0; i < bl; i++)
+                b[i] ^= prev[i];
+            memcpy(prev, save, bl);
+        }
+    }
+    memset(prev, 0, sizeof(prev));
+    memset(save, 0, sizeof(save));
+    return true;
 }
 
 /* Multiply the XTS tweak by x in GF(2^128), little-endian byte order. */
@@ -434,12 +642,12 @@ static void ctr_increment(uint8_t *ctr, size_t n)
 }
 
 struct session {
-    EVP_CIPHER_CTX *main;     /* ECB/CBC with the data key */
-    EVP_CIPHER_CTX *tweak;    /* XTS: ECB encrypt with the tweak key */
-    EVP_CIPHER_CTX *essiv;    /* ESSIV: ECB encrypt with hash(key) */
+    struct engine main;     /* ECB/CBC with the data key */
+    struct engine tweak;    /* XTS: ECB encrypt with the tweak key */
+    struct engine essiv;    /* ESSIV: ECB encrypt with hash(key) */
 };
 
-static void iv_calc(const struct crypto_ivgen *g, EVP_CIPHER_CTX *essiv, uint64_t sector,
+static void iv_calc(const struct crypto_ivgen *g, struct engine *essiv, uint64_t sector,
                     uint8_t *iv, size_t niv, bool *ok)
 {
     uint8_t le[8];
@@ -458,7 +666,7 @@ static void iv_calc(const struct crypto_ivgen *g, EVP_CIPHER_CTX *essiv, uint64_
         uint8_t data[16] = { 0 };
         size_t nd = cipher_block_lens[g->essiv->alg];
         memcpy(data, le, nd < 8 ? nd : 8);
-        if (!ctx_update(essiv, data, nd))
+        if (!engine_update(essiv, data, nd))
             *ok = false;
         memcpy(iv, data, nd < niv ? nd : niv);
         memset(data, 0, sizeof(data));
@@ -468,23 +676,22 @@ static void iv_calc(const struct crypto_ivgen *g, EVP_CIPHER_CTX *essiv, uint64_
 }
 
 static bool crypt_chunk(const struct crypto_cipher *c, struct session *s, const uint8_t *iv,
-                        bool encrypt, uint8_t *buf, size_t len)
+                        uint8_t *buf, size_t len)
 {
     size_t bl = cipher_block_lens[c->alg];
 
     switch (c->mode) {
     case CRYPTO_MODE_ECB:
-        return ctx_update(s->main, buf, len);
+        return engine_update(&s->main, buf, len);
     case CRYPTO_MODE_CBC:
-        return ossl.EVP_CipherInit_ex(s->main, NULL, NULL, NULL, iv, encrypt) &&
-               ctx_update(s->main, buf, len);
+        return engine_cbc(&s->main, iv, buf, len);
     case CRYPTO_MODE_CTR: {
         uint8_t ctr[16], ks[16];
         bool ok = true;
         memcpy(ctr, iv, bl);
         for (size_t off = 0; off < len && ok; off += bl) {
             memcpy(ks, ctr, bl);
-            ok = ctx_update(s->main, ks, bl);
+            ok = engine_update(&s->main, ks, bl);
             size_t n = len - off < bl ? len - off : bl;
             for (size_t i = 0; i < n; i++)
                 buf[off + i] ^= ks[i];
@@ -498,7 +705,7 @@ static bool crypt_chunk(const struct crypto_cipher *c, struct session *s, const 
         uint8_t t[16], tweaks[512];
         size_t done = 0;
         memcpy(t, iv, 16);
-        if (!ctx_update(s->tweak, t, 16))
+        if (!engine_update(&s->tweak, t, 16))
             return false;
         while (done < len) {
             size_t n = len - done < sizeof(tweaks) ? len - done : sizeof(tweaks);
@@ -508,7 +715,7 @@ static bool crypt_chunk(const struct crypto_cipher *c, struct session *s, const 
             }
             for (size_t i = 0; i < n; i++)
                 buf[done + i] ^= tweaks[i];
-            if (!ctx_update(s->main, buf + done, n))
+            if (!engine_update(&s->main, buf + done, n))
                 return false;
             for (size_t i = 0; i < n; i++)
                 buf[done + i] ^= tweaks[i];
@@ -524,13 +731,13 @@ int crypto_sectors_crypt(const struct crypto_cipher *c, const struct crypto_ivge
                          bool encrypt, uint64_t start_sector, size_t sector_size,
                          uint8_t *buf, size_t len, struct err *err)
 {
-    struct session s = { NULL, NULL, NULL };
+    struct session s;
     size_t niv = crypto_cipher_iv_len(c->alg, c->mode);
     size_t bl = cipher_block_lens[c->alg];
     uint8_t iv[16];
     bool ok = true;
-    int enc = encrypt ? 1 : 0;
 
+    memset(&s, 0, sizeof(s));
     if (len % bl || !sector_size || sector_size % bl)
         return err_set(err, EINVAL, "Length %zu must be a multiple of block size %zu", len, bl);
     if (niv && !ivgen)
@@ -538,38 +745,32 @@ int crypto_sectors_crypt(const struct crypto_cipher *c, const struct crypto_ivge
                        mode_names[c->mode]);
     switch (c->mode) {
     case CRYPTO_MODE_ECB:
-        s.main = ctx_new(c->ecb, c->key, enc);
-        ok = s.main != NULL;
+        ok = engine_open(&s.main, c, false, 0, encrypt);
         break;
     case CRYPTO_MODE_CBC:
-        s.main = ctx_new(c->cbc, c->key, enc);
-        ok = s.main != NULL;
+        ok = engine_open(&s.main, c, true, 0, encrypt);
         break;
     case CRYPTO_MODE_CTR:
-        s.main = ctx_new(c->ecb, c->key, 1);
-        ok = s.main != NULL;
+        ok = engine_open(&s.main, c, false, 0, true);
         break;
     default:
-        s.main = ctx_new(c->ecb, c->key, enc);
-        s.tweak = ctx_new(c->ecb, c->key + c->nkey / 2, 1);
-        ok = s.main && s.tweak;
+        ok = engine_open(&s.main, c, false, 0, encrypt) &&
+             engine_open(&s.tweak, c, false, 1, true);
         break;
     }
-    if (ok && niv && ivgen->essiv) {
-        s.essiv = ctx_new(ivgen->essiv->ecb, ivgen->essiv->key, 1);
-        ok = s.essiv != NULL;
-    }
+    if (ok && niv && ivgen->essiv)
+        ok = engine_open(&s.essiv, ivgen->essiv, false, 0, true);
     for (uint64_t sector = start_sector; ok && len; sector++) {
         size_t n = len < sector_size ? len : sector_size;
         if (niv)
-            iv_calc(ivgen, s.essiv, sector, iv, niv, &ok);
-        ok = ok && crypt_chunk(c, &s, iv, encrypt, buf, n);
+            iv_calc(ivgen, &s.essiv, sector, iv, niv, &ok);
+        ok = ok && crypt_chunk(c, &s, iv, buf, n);
         buf += n;
         len -= n;
     }
-    ossl.EVP_CIPHER_CTX_free(s.main);
-    ossl.EVP_CIPHER_CTX_free(s.tweak);
-    ossl.EVP_CIPHER_CTX_free(s.essiv);
+    engine_close(&s.main);
+    engine_close(&s.tweak);
+    engine_close(&s.essiv);
     memset(iv, 0, sizeof(iv));
     if (!ok)
         return err_set(err, EIO, "Cipher operation failed");

@@ -1,4 +1,5 @@
-/* Block-encryption primitives over OpenSSL libcrypto, with qemu 7.2's
+/* Block-encryption primitives over OpenSSL libcrypto (and libnettle for
+ * Serpent and Twofish, when built with it), with qemu 7.2's
  * algorithm names and semantics (qapi/crypto.json enums): hashes, PBKDF2
  * with qemu's iteration benchmark, block ciphers in ECB/CBC/XTS/CTR used
  * sector by sector with an IV generator (plain, plain64, essiv), the
@@ -74,7 +75,9 @@ uint64_t crypto_pbkdf2_count_iters(enum crypto_hash h, const void *key, size_t n
                                    const uint8_t *salt, size_t nsalt, size_t nout,
                                    struct err *err);
 /* Tests only: make crypto_pbkdf2_count_iters() answer per_sec at once
- * (0 restores the benchmark). */
+ * (0 restores the benchmark). The environment variable
+ * QIMG_TEST_PBKDF_RATE=<per second> does the same for a whole run (the
+ * interop scenarios that create dozens of LUKS images use it). */
 void crypto_pbkdf2_set_fixed_rate(uint64_t per_sec);
 
 /* A keyed cipher. XTS keys are two keys back to back (data key, tweak key). */
