@@ -6,7 +6,7 @@
 # counts, out-of-range offsets, bad checksums, backing loops, a 1000-deep
 # backing chain, absurd snapshot counts, VMDK extents escaping the folder or
 # naming absolute paths and devices), then runs on each
-#     qimg info | info --output=json | check | map | convert -O raw
+#     qimg info | info --output=json | check | map | inspect | convert -O raw
 # under `timeout 10` and `prlimit --as=1073741824` (1 GiB of address space;
 # for a sanitizer build, whose shadow memory needs more, ASan's own
 # max_allocation_size_mb=1024 stands in for it and any sanitizer report
@@ -409,6 +409,7 @@ while read -r img; do
     run "$img" info --output=json "$img"
     run "$img" check "$img"
     run "$img" map "$img"
+    run "$img" inspect --output=json "$img"     # qimg only: exit 2 = unsafe
     run "$img" convert -O raw "$img" "$tmp/converted.raw"
     rm -f "$tmp/converted.raw"
     # nothing new may appear next to the images (or under sub/)

@@ -43,6 +43,7 @@ int main(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { "trace", required_argument, NULL, 'T' },
+        { "safe", no_argument, NULL, 'S' },     /* qimg only: docs/safety.md */
         { NULL, 0, NULL, 0 },
     };
     const char *base = strrchr(argv[0], '/');
@@ -70,6 +71,9 @@ int main(int argc, char **argv)
             return EXIT_SUCCESS;
         case 'T':
             trace_opt_parse(optarg);    /* names are checked; no trace output */
+            break;
+        case 'S':
+            blk_safe_enable();
             break;
         }
     }

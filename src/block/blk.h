@@ -234,6 +234,22 @@ void blk_set_message_sink(void (*fn)(const char *line));
 /* Resolve a backing file name relative to the image that names it. */
 char *blk_resolve_backing(const char *image, const char *backing);
 
+/* Safe mode (block/safe.c, docs/safety.md): --safe or QIMG_SAFE=1. When on,
+ * blk_safe_check_ref refuses (-EPERM, message in err) a reference path named
+ * by image (already resolved against it) that is json:, a protocol, not a
+ * regular file, or resolves outside image's directory; 0 otherwise or when
+ * safe mode is off. blk_open_ref checks, then opens the protocol node. */
+void blk_safe_enable(void);
+bool blk_safe_enabled(void);
+int blk_safe_check_ref(const char *image, const char *path, const char *what,
+                       struct err *err);
+struct bds *blk_open_ref(const char *image, const char *path, const char *what, int flags,
+                         struct err *err);
+/* Every format's probe score for head (>0 only, best first, at most max);
+ * returns how many formats scored. */
+size_t blk_probe_all(const uint8_t *head, size_t len, const char *filename,
+                     const char **names, int *scores, size_t max);
+
 /* Files this run created (block/created.c): blk_create and blk_create_file
  * note a name that did not exist before; blk_created_remove() unlinks them
  * (async-signal-safe) unless blk_created_keep() said the run succeeded. */

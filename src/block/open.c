@@ -211,6 +211,8 @@ static int open_backing_linked(struct bds *bs, int flags, const struct chain_lin
     if (depth >= MAX_CHAIN_DEPTH)
         return err_set(err, ELOOP, "Backing chain of '%s' is deeper than %d images",
                        bs->filename, MAX_CHAIN_DEPTH);
+    if (blk_safe_check_ref(bs->filename, bs->full_backing_filename, "backing file", err) < 0)
+        return -EPERM;
     node_identity(bs, &me.dev, &me.ino);
     me.up = up;
     err_init(&e2);

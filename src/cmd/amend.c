@@ -152,8 +152,8 @@ int cmd_amend(int argc, char **argv)
         error_report("%s", e.set ? e.msg : strerror(-r));
         goto out;
     }
-    if (blk_flush(bs) < 0) {
-        error_report("Failed to flush the image");
+    if ((r = blk_flush(bs)) < 0) {
+        error_report("Failed to flush the image: %s", strerror(-r));
         goto out;
     }
     ret = 0;

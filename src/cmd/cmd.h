@@ -35,6 +35,7 @@ int cmd_compare(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);   /* qimg only: docs/safety.md */
 
 /* The name messages start with: "qemu-img" when invoked under that name. */
 extern const char *prog_name;

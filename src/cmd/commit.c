@@ -84,7 +84,8 @@ static int commit_data(struct bds *top, struct bds *base, struct err *err)
             }
         }
         if (r < 0) {
-            r = err_set(err, -r, "%s", strerror(-r));
+            /* qemu's commit job fails the whole job with this prefix */
+            r = err_set(err, -r, "Block job failed: %s", strerror(-r));
             break;
         }
         /* qemu's job reports a chunk of its 16 MiB buffer once copied: a
@@ -97,7 +98,7 @@ static int commit_data(struct bds *top, struct bds *base, struct err *err)
         progress_print(100.f, 0);
     free(buf);
     if (r == 0 && (r = blk_flush(base)) < 0)
-        err_set(err, -r, "Could not flush the base image: %s", strerror(-r));
+        err_set(err, -r, "Block job failed: %s", strerror(-r));
     return r;
 }
 

@@ -256,6 +256,13 @@ int cmd_info(int argc, char **argv)
         filename = NULL;
         cur_fmt = NULL;
         if (chain && bs->full_backing_filename) {
+            /* each link is opened as a top image: safe mode checks it here */
+            if (blk_safe_check_ref(bs->filename, bs->full_backing_filename, "backing file", &e) < 0) {
+                error_report("%s", e.msg);
+                blk_close(bs);
+                ret = 1;
+                goto out;
+            }
             filename = xstrdup(bs->full_backing_filename);
             cur_fmt = bs->backing_format ? xstrdup(bs->backing_format) : NULL;
         }

@@ -14,6 +14,7 @@ static const struct cmd_entry commands[] = {
     { "dd", cmd_dd },
     { "convert", cmd_convert },
     { "info", cmd_info },
+    { "inspect", cmd_inspect },
     { "map", cmd_map },
     { "measure", cmd_measure },
     { "rebase", cmd_rebase },

@@ -258,7 +258,7 @@ static int open_data_file(struct bds *bs, int flags, struct err *err)
         return err_set(err, EINVAL, "'data-file' is required for this image");
     path = blk_resolve_backing(bs->filename, s->image_data_file);
     err_init(&e2);
-    s->data_file = blk_open_protocol(path, flags & (BLK_O_RDWR | BLK_O_NOCACHE | BLK_O_SHARE | BLK_O_NO_FLUSH), &e2);
+    s->data_file = blk_open_ref(bs->filename, path, "data file", flags & (BLK_O_RDWR | BLK_O_NOCACHE | BLK_O_SHARE | BLK_O_NO_FLUSH), &e2);
     free(path);
     if (!s->data_file) {
         err_propagate(err, &e2);

@@ -358,7 +358,7 @@ static int parse_extents(struct bds *bs, const char *desc, int depth, struct err
             r = err_set(err, EINVAL, "Too many extents (more than %d)", VMDK_MAX_EXTENTS);
             goto out;
         }
-        file = blk_open_protocol(path, bs->flags & (BLK_O_RDWR | BLK_O_NOCACHE | BLK_O_SHARE |
+        file = blk_open_ref(bs->file->filename, path, "extent file", bs->flags & (BLK_O_RDWR | BLK_O_NOCACHE | BLK_O_SHARE |
                                                     BLK_O_NO_FLUSH), err);
         free(path);
         if (!file) {
