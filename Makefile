@@ -59,6 +59,9 @@ fuzz-run: fuzz
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(BUILD)/qimg $(DESTDIR)$(PREFIX)/bin/qimg
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 644 $(BUILD)/src/tools/qimg.1 $(DESTDIR)$(PREFIX)/share/man/man1/qimg.1
+	install -m 644 $(BUILD)/src/tools/qimg-completion.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/qimg
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -46,6 +46,14 @@ void warn_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 noreturn void error_exit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 noreturn void missing_argument(const char *option);
 noreturn void unrecognized_option(const char *option);
+/* The global help text before "Supported formats:" and qimg's additions
+ * ({NULL}-terminated; the row kinds are described in help.c): read by the
+ * docs generator (src/tools/gendocs.c). */
+extern const char help_head[];
+struct help_ext {
+    const char *cmd, *opt, *arg, *help;
+};
+extern const struct help_ext help_extensions[];
 /* Print the global help text and exit 0. */
 noreturn void help(void);
 void print_version(void);

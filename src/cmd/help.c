@@ -9,7 +9,7 @@
 #include "cmd/cmd.h"
 #include "config.h"
 
-static const char help_head[] =
+const char help_head[] =
     "usage: qemu-img [standard options] command [command options]\n"
     "QEMU disk image utility\n"
     "\n"
@@ -116,6 +116,29 @@ static const char help_head[] =
     "  'of=FILE' write to FILE\n"
     "  'skip=N' skip N bs-sized blocks at the start of input\n"
     "\n";
+
+/* qimg's own additions beyond qemu-img's: not in the --help text above
+ * (which stays byte-identical to qemu-img's); the man page and the bash
+ * completion (src/tools/gendocs.c) list them from here. One row each:
+ *   { "cmd", "--opt", "arg" or NULL, help }   an option of a command
+ *   { "", "--opt", "arg" or NULL, help }      a standard option (before the command)
+ *   { "cmd", NULL, "synopsis", help }         a command of qimg's own
+ *   { "$", "NAME", NULL, help }               an environment variable */
+const struct help_ext help_extensions[] = {
+    { "convert", "--compression-level", "N",
+      "compression level for -c: 1 to 19 (zlib stops at 9, vmdk at 12)" },
+    { "", "--safe", NULL,
+      "safe mode for untrusted images: references an image makes (backing files, "
+      "data files, extents) are checked before they are opened and refused when they "
+      "leave the image's directory, name a protocol or are not regular files "
+      "(docs/safety.md)" },
+    { "inspect", NULL, "[-f fmt] [--output=ofmt] filename",
+      "report what an importer of an untrusted image must know: the probed format, "
+      "the virtual size and safety findings; exit status 0 safe, 2 unsafe findings, "
+      "1 error (docs/safety.md)" },
+    { "$", "QIMG_SAFE", NULL, "set to anything but empty or 0: as --safe" },
+    { NULL, NULL, NULL, NULL },
+};
 
 static const char help_tail[] =
     "\n"
