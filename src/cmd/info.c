@@ -49,6 +49,8 @@ json_t *image_info_json(struct bds *bs, struct err *err)
             json_object_set_new(o, "backing-filename-format", json_string(bs->backing_format));
     }
     nsn = blk_snapshot_list(bs, &sn, err);
+    if (nsn == -ENOTSUP && !err_is_set(err))
+        nsn = 0;    /* as qemu: no snapshot list (qcow2 with a data file) */
     if (nsn < 0) {
         json_decref(o);
         return NULL;

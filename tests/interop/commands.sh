@@ -281,6 +281,9 @@ if "$QIMG" info -f qcow2 "$T/probe.qcow2" >/dev/null 2>&1; then
     same "qcow2: compare unreadable compressed data, second" --rc 4 -- compare base.raw cbad.qcow2
     same "qcow2: dd of unreadable compressed data" --rc 1 -- dd if=cbad.qcow2 of=o-cbad.raw
     same "qcow2: dd of a corrupt image" --filter "$CORRUPT" --rc 1 -- dd if=bad.qcow2 of=o-bad.raw
+    # qemu-img keeps what a failed dd wrote; qimg removes the file it created
+    check "qcow2: a failed dd leaves no partial output" test ! -e "$A/o-bad.raw" -a ! -e "$A/o-cbad.raw"
+    rm -f "$B/o-bad.raw" "$B/o-cbad.raw"
 
     dd_case "qcow2 input" o-q.raw if=top.qcow2 of=o-q.raw bs=1M
     dd_case "compressed input with skip" o-cq.raw if=comp.qcow2 of=o-cq.raw bs=3k skip=7

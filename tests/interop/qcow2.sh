@@ -122,3 +122,25 @@ for p in "20 00000008" "20 00000016" "4 00000004" "96 00000007" "100 00000010" \
     fixture poke hh.qcow2 "$1" "${2%%:*}"
     same "hostile header @$1=$2" -- info hh.qcow2
 done
+
+# ============================================================== resize
+# Shrinking cuts the file after the last used cluster (qemu's file layer
+# truncates exactly); growing with preallocation places refcount structures
+# and data clusters as qemu does.
+mks() { "$QEMU_IMG" create -q -f qcow2 s.qcow2 64M &&
+        qio -c 'write -P 1 0 1M' -c 'write -P 2 40M 1M' -c 'discard 40M 1M' s.qcow2; }
+fixture mks
+same "resize --shrink" -- resize --shrink s.qcow2 8M
+check "resize --shrink: bytes equal qemu-img's" cmp "$A/s.qcow2" "$B/s.qcow2"
+verify "resize --shrink: check" -- check s.qcow2
+for o in "" cluster_size=4k extended_l2=on cluster_size=16k,extended_l2=on,refcount_bits=1; do
+    for p in metadata falloc full; do
+        g="g-${o//[=,]/_}-$p.qcow2"
+        fixture "$QEMU_IMG" create -q -f qcow2 ${o:+-o $o} "$g" 1M
+        fixture qio -c 'write -P 3 0 100k' "$g"
+        same "resize --preallocation=$p [$o]" -- resize --preallocation=$p "$g" 7M
+        check "resize --preallocation=$p [$o]: bytes equal" cmp "$A/$g" "$B/$g"
+    done
+done
+verify "resize --preallocation: check" -- check "g--full.qcow2"
+same_map "resize --preallocation: map" "g-extended_l2_on-falloc.qcow2" qcow2

@@ -265,7 +265,8 @@ static int walk(struct bds *bs, struct rc_build *b, int index, int total,
             continue;
         }
         if (qcow2_off_in_cluster(s, rbo)) {
-            qcow2_signal_corruption(bs);
+            qcow2_signal_corruption(bs, true, "Refblock offset %#" PRIx64 " unaligned (reftable index: %#"
+                                    PRIx64 ")", rbo, ti);
             return err_set(err, EIO, "Image is corrupt (unaligned refblock offset)");
         }
         r = qcow2_cache_get(bs, &s->rb_cache, rbo, false, &blk);
@@ -501,7 +502,8 @@ static int expand_l1(struct bds *bs, const uint64_t *l1, uint64_t l1_size, bool 
             continue;
         }
         if (qcow2_off_in_cluster(s, l2off)) {
-            qcow2_signal_corruption(bs);
+            qcow2_signal_corruption(bs, true, "L2 table offset %#" PRIx64 " unaligned (L1 index: %#x)",
+                                    l2off, (unsigned)i);
             r = -EIO;
             goto out;
         }
@@ -555,7 +557,9 @@ static int expand_l1(struct bds *bs, const uint64_t *l1, uint64_t l1_size, bool 
                 }
             }
             if (qcow2_off_in_cluster(s, off) || overlaps_metadata(bs, off, cs)) {
-                qcow2_signal_corruption(bs);
+                qcow2_signal_corruption(bs, true, "Cluster allocation offset %#" PRIx64
+                                        " unaligned (L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                                        off, l2off, (unsigned)j);
                 if (plain)
                     qcow2_free_clusters(bs, off, cs);
                 r = -EIO;

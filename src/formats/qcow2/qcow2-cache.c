@@ -10,6 +10,7 @@
  * The first two are expressed by "depends": a cache whose entries may only be
  * written after another cache has been flushed. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +105,13 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
     struct qcow2_cache_entry *victim = NULL;
     int r;
 
+    if (offset & (c->size - 1)) {
+        struct qcow2_state *s = qcow2_st(bs);
+        qcow2_signal_corruption(bs, true, "Cannot get entry from %s cache: Offset %#" PRIx64
+                                " is unaligned", c == &s->l2_cache ? "L2 table" : "Refcount block",
+                                offset);
+        return -EIO;
+    }
     for (unsigned i = 0; i < c->n; i++) {
         if (c->e[i].offset == offset) {
             c->e[i].lru = ++c->tick;

@@ -93,8 +93,47 @@ static int inc_refs_cb(struct bds *bs, struct blk_check_result *res, void *t, ui
     return inc_refs(bs, res, t, offset, size);
 }
 
+/* qemu's fix_l2_entry_by_zero: an unaligned preallocated entry becomes a
+ * zero cluster, written straight into the table on disk unless that would
+ * hit other metadata. Returns 0 when fixed; *overlap when checking this
+ * table must stop. */
+static int fix_entry_by_zero(struct bds *bs, struct blk_check_result *res, uint64_t l2_offset,
+                             uint8_t *l2, uint64_t i, bool active, bool *overlap)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t eoff = l2_offset + i * s->l2_entry_size;
+    int r;
+
+    if (s->extl2) {
+        uint64_t b = qcow2_l2b_get(s, l2, i);
+        b |= b << 32;
+        b &= QCOW2_L2_BITMAP_ALL_ZERO;
+        qcow2_l2b_set(s, l2, i, b);
+        qcow2_l2e_set(s, l2, i, 0);
+    } else {
+        qcow2_l2e_set(s, l2, i, QCOW2_OFLAG_ZERO);
+    }
+    *overlap = qcow2_metadata_overlap(bs, eoff, s->l2_entry_size, active) != NULL;
+    if (*overlap) {
+        blk_check_log(res, "ERROR: Overlap check failed");
+        res->check_errors++;
+        return -EIO;
+    }
+    r = blk_pwrite(bs->file, eoff, s->l2_entry_size, l2 + i * s->l2_entry_size, 0);
+    if (r == 0)
+        r = blk_flush(bs->file);
+    if (r < 0) {
+        blk_check_log(res, "ERROR: Failed to overwrite L2 table entry: %s", strerror(-r));
+        res->check_errors++;
+        return r;
+    }
+    res->corruptions--;
+    res->corruptions_fixed++;
+    return 0;
+}
+
 static int check_l2(struct bds *bs, struct blk_check_result *res, struct imrt *t,
-                    uint64_t l2_offset, bool frag)
+                    uint64_t l2_offset, bool frag, int fix)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint8_t *l2 = malloc(s->cluster_size);
@@ -159,10 +198,20 @@ static int check_l2(struct bds *bs, struct blk_check_result *res, struct imrt *t
             if (qcow2_off_in_cluster(s, off)) {
                 res->corruptions++;
                 bool data = s->extl2 ? (b & QCOW2_L2_BITMAP_ALL_ALLOC) : !(e & QCOW2_OFLAG_ZERO);
-                if (!data)
-                    blk_check_log(res, "ERROR offset=%" PRIx64 ": Preallocated cluster is not properly aligned; L2 entry corrupted.", off);
-                else
+                if (!data) {
+                    blk_check_log(res, "%s offset=%" PRIx64 ": Preallocated cluster is not properly aligned; L2 entry corrupted.",
+                                  fix & BLK_FIX_ERRORS ? "Repairing" : "ERROR", off);
+                    if (fix & BLK_FIX_ERRORS) {
+                        bool overlap = false;
+                        r = fix_entry_by_zero(bs, res, l2_offset, l2, i, frag, &overlap);
+                        if (overlap)
+                            goto out;
+                        if (r == 0)
+                            continue;
+                    }
+                } else {
                     blk_check_log(res, "ERROR offset=%" PRIx64 ": Data cluster is not properly aligned; L2 entry corrupted.", off);
+                }
             }
             if (frag) {
                 res->allocated_clusters++;
@@ -184,7 +233,7 @@ out:
 }
 
 static int check_l1(struct bds *bs, struct blk_check_result *res, struct imrt *t,
-                    uint64_t l1_offset, uint64_t l1_size, bool frag)
+                    uint64_t l1_offset, uint64_t l1_size, bool frag, int fix)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint8_t *raw;
@@ -221,7 +270,7 @@ static int check_l1(struct bds *bs, struct blk_check_result *res, struct imrt *t
             blk_check_log(res, "ERROR l2_offset=%" PRIx64 ": Table is not cluster aligned; L1 entry corrupted", l2);
             res->corruptions++;
         }
-        if ((r = check_l2(bs, res, t, l2, frag)) < 0)
+        if ((r = check_l2(bs, res, t, l2, frag, fix)) < 0)
             break;
     }
     free(raw);
@@ -299,7 +348,7 @@ static int calculate_refcounts(struct bds *bs, struct blk_check_result *res, int
 
     if ((r = inc_refs(bs, res, t, 0, s->cluster_size)) < 0)
         return r;
-    if ((r = check_l1(bs, res, t, s->l1_offset, s->l1_size, true)) < 0)
+    if ((r = check_l1(bs, res, t, s->l1_offset, s->l1_size, true, fix)) < 0)
         return r;
     if (qcow2_has_data_file(s) && s->nb_snapshots) {
         blk_check_log(res, "ERROR %u snapshots in image with data file", s->nb_snapshots);
@@ -319,7 +368,7 @@ static int calculate_refcounts(struct bds *bs, struct blk_check_result *res, int
             res->corruptions++;
             continue;
         }
-        if ((r = check_l1(bs, res, t, sn->l1_offset, sn->l1_size, false)) < 0)
+        if ((r = check_l1(bs, res, t, sn->l1_offset, sn->l1_size, false, fix)) < 0)
             return r;
     }
     if ((r = inc_refs(bs, res, t, s->snapshots_offset, s->snapshots_size)) < 0)
@@ -532,7 +581,9 @@ static int check_oflag_copied(struct bds *bs, struct blk_check_result *res, int 
     else
         repair = false;
 
-    r = qcow2_meta_flush(bs);
+    /* Refcount repairs stay cached (read back through the cache): as in
+     * qemu they reach the disk only when the check completes. */
+    r = qcow2_cache_flush(bs, &s->l2_cache);
     if (r < 0)
         goto out;
     for (uint32_t i = 0; i < s->l1_size; i++) {
@@ -585,6 +636,13 @@ static int check_oflag_copied(struct bds *bs, struct blk_check_result *res, int 
             }
         }
         if (dirty) {
+            r = qcow2_overlap_check(bs, l2off, s->cluster_size, true);
+            if (r < 0) {
+                blk_check_log(res, "ERROR: Could not write L2 table; metadata overlap check failed: %s",
+                              strerror(-r));
+                res->check_errors++;
+                goto out;
+            }
             r = blk_pwrite(bs->file, l2off, s->cluster_size, l2, 0);
             if (r < 0) {
                 blk_check_log(res, "ERROR: Could not write L2 table: %s", strerror(-r));

@@ -8,8 +8,16 @@
  * a new L2 table is on disk before the L1 entry pointing to it; when an
  * entry drops a reference, the L2 table is written before the refcount
  * decrease. L2 tables are allocated before the data clusters they map, as
- * qemu does, so the host layout matches qemu's for the same writes. */
+ * qemu does, so the host layout matches qemu's for the same writes.
+ *
+ * Extended L2: a write fills owned clusters in place and allocates only
+ * where needed; the copy-on-write extent follows qemu's calculate_l2_meta
+ * (only the subclusters a write partly covers are padded from the old guest
+ * view), and the written subclusters get their allocation bit set and zero
+ * bit cleared. Zero writes of whole subclusters set zero bits. Guest data
+ * never goes to host ranges that hold metadata (qemu's overlap check). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,7 +52,8 @@ int qcow2_get_host_offset(struct bds *bs, uint64_t off, uint64_t *len, uint64_t 
         return 0;
     }
     if (qcow2_off_in_cluster(s, l2off)) {
-        qcow2_signal_corruption(bs);
+        qcow2_signal_corruption(bs, true, "L2 table offset %#" PRIx64 " unaligned (L1 index: %#"
+                                PRIx64 ")", l2off, l1i);
         return -EIO;
     }
     r = qcow2_cache_get(bs, &s->l2_cache, l2off, false, &l2);
@@ -53,23 +62,40 @@ int qcow2_get_host_offset(struct bds *bs, uint64_t off, uint64_t *len, uint64_t 
     entry = qcow2_l2e_get(s, l2, l2i);
     bitmap = qcow2_l2b_get(s, l2, l2i);
     t0 = qcow2_classify(entry, bitmap, sc, s->extl2, qcow2_has_data_file(s));
-    if (t0 == QCOW2_SC_INVALID ||
-        (s->version < 3 && (t0 == QCOW2_SC_ZERO_PLAIN || t0 == QCOW2_SC_ZERO_ALLOC)) ||
-        (t0 == QCOW2_SC_COMPRESSED && qcow2_has_data_file(s))) {
-        qcow2_signal_corruption(bs);
+    if (s->version < 3 && (t0 == QCOW2_SC_ZERO_PLAIN || t0 == QCOW2_SC_ZERO_ALLOC)) {
+        qcow2_signal_corruption(bs, true, "Zero cluster entry found in pre-v3 image (L2 offset: %#"
+                                PRIx64 ", L2 index: %#x)", l2off, (unsigned)l2i);
+        return -EIO;
+    }
+    if (t0 == QCOW2_SC_COMPRESSED && qcow2_has_data_file(s)) {
+        qcow2_signal_corruption(bs, true, "Compressed cluster entry found in image with external "
+                                "data file (L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                                l2off, (unsigned)l2i);
         return -EIO;
     }
     if (entry_out)
         *entry_out = entry;
     if (t0 == QCOW2_SC_NORMAL || t0 == QCOW2_SC_ZERO_ALLOC || t0 == QCOW2_SC_UNALLOC_ALLOC) {
         uint64_t hc = entry & QCOW2_L2E_OFFSET_MASK;
-        if (qcow2_off_in_cluster(s, hc) ||
-            (qcow2_has_data_file(s) && hc != off - in_cl)) {
-            qcow2_signal_corruption(bs);
+        if (qcow2_off_in_cluster(s, hc)) {
+            qcow2_signal_corruption(bs, true, "Cluster allocation offset %#" PRIx64 " unaligned "
+                                    "(L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                                    hc, l2off, (unsigned)l2i);
+            return -EIO;
+        }
+        if (qcow2_has_data_file(s) && hc != off - in_cl) {
+            qcow2_signal_corruption(bs, true, "External data file host cluster offset %#" PRIx64
+                                    " does not match guest cluster offset: %#" PRIx64
+                                    ", L2 index: %#x)", hc, off - in_cl, (unsigned)l2i);
             return -EIO;
         }
         *host = hc + in_cl;
         expect = hc;
+    }
+    if (t0 == QCOW2_SC_INVALID) {
+        qcow2_signal_corruption(bs, true, "Invalid cluster entry found  (L2 offset: %#" PRIx64
+                                ", L2 index: %#x)", l2off, (unsigned)l2i);
+        return -EIO;
     }
     if (t0 == QCOW2_SC_COMPRESSED) {
         *type = t0;
@@ -211,7 +237,7 @@ static int l2_allocate(struct bds *bs, uint64_t i)
     }
     if (off == 0) {
         free(copy);
-        qcow2_signal_corruption(bs);
+        qcow2_signal_corruption(bs, true, "Preventing invalid allocation of L2 table at offset 0");
         return -EIO;
     }
     r = qcow2_cache_get(bs, &s->l2_cache, (uint64_t)off, true, &tbl);
@@ -251,7 +277,8 @@ int qcow2_get_l2(struct bds *bs, uint64_t off, bool alloc, uint8_t **table)
     }
     l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
     if (qcow2_off_in_cluster(s, l2off)) {
-        qcow2_signal_corruption(bs);
+        qcow2_signal_corruption(bs, true, "L2 table offset %#" PRIx64 " unaligned (L1 index: %#"
+                                PRIx64 ")", l2off, l1i);
         return -EIO;
     }
     if (alloc && !(s->l1[l1i] & QCOW2_OFLAG_COPIED)) {
@@ -265,9 +292,13 @@ int qcow2_get_l2(struct bds *bs, uint64_t off, bool alloc, uint8_t **table)
     return qcow2_cache_get(bs, &s->l2_cache, l2off, false, table);
 }
 
-/* Can this cluster be overwritten in place (whole cluster, no COW)? */
+/* Can this cluster be written in place (its host cluster is ours alone)?
+ * With extended L2 the subcluster bitmap does not matter: unallocated or
+ * zero subclusters of an owned cluster are filled in place (qemu's
+ * handle_copied). */
 static bool writable_in_place(const struct qcow2_state *s, uint64_t e, uint64_t b)
 {
+    (void)b;
     if (e & QCOW2_OFLAG_COMPRESSED)
         return false;
     if (!(e & QCOW2_OFLAG_COPIED))
@@ -275,7 +306,7 @@ static bool writable_in_place(const struct qcow2_state *s, uint64_t e, uint64_t 
     if (!(e & QCOW2_L2E_OFFSET_MASK) && !qcow2_has_data_file(s))
         return false;
     if (s->extl2)
-        return b == QCOW2_L2_BITMAP_ALL_ALLOC;
+        return true;
     return !(e & QCOW2_OFLAG_ZERO);
 }
 
@@ -288,6 +319,157 @@ static int mark_lazy_dirty(struct bds *bs)
     return 0;
 }
 
+static int invalid_entry(struct bds *bs, uint64_t off, uint64_t l2i)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t l2off = s->l1[qcow2_l1_index(s, off)] & QCOW2_L1E_OFFSET_MASK;
+    qcow2_signal_corruption(bs, true, "Invalid cluster entry found (L2 offset: %#" PRIx64
+                            ", L2 index: %#x)", l2off, (unsigned)l2i);
+    return -EIO;
+}
+
+static unsigned ctz32_or32(uint32_t v) { return v ? (unsigned)__builtin_ctz(v) : 32; }
+static unsigned clz32_or32(uint32_t v) { return v ? (unsigned)__builtin_clz(v) : 32; }
+
+/* The copy-on-write extent of a write of [off, off+len) over n clusters
+ * (qemu's calculate_l2_meta): *from and *to, relative to the first
+ * cluster's start, bound what gets written to the host clusters. keep_old:
+ * the host clusters stay (in-place write into owned clusters). */
+static int cow_extent(struct bds *bs, const uint8_t *l2, uint64_t off, uint64_t len, uint64_t n,
+                      bool keep_old, uint64_t *from, uint64_t *to)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size, scs = 1ULL << s->subcluster_bits;
+    uint64_t l2i = qcow2_l2_index(s, off);
+    uint64_t head = qcow2_off_in_cluster(s, off), end = head + len;
+    bool hdf = qcow2_has_data_file(s);
+    unsigned sc_first = (unsigned)(head >> s->subcluster_bits);
+    unsigned sc_last = (unsigned)(((end - 1) & (cs - 1)) >> s->subcluster_bits);
+    uint64_t e, b;
+    enum qcow2_sc_type t;
+
+    if (!l2) {
+        *from = align_down_u64(head, scs);
+        *to = align_up_u64(end, scs);
+        return 0;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        e = qcow2_l2e_get(s, l2, l2i + i);
+        b = qcow2_l2b_get(s, l2, l2i + i);
+        if (qcow2_classify(e, b, 0, s->extl2, hdf) == QCOW2_SC_INVALID)
+            return invalid_entry(bs, off, l2i + i);
+    }
+    e = qcow2_l2e_get(s, l2, l2i);
+    b = qcow2_l2b_get(s, l2, l2i);
+    t = qcow2_classify(e, b, sc_first, s->extl2, hdf);
+    if (!keep_old) {
+        if (t == QCOW2_SC_COMPRESSED)
+            *from = 0;
+        else if (t == QCOW2_SC_NORMAL || t == QCOW2_SC_ZERO_ALLOC || t == QCOW2_SC_UNALLOC_ALLOC)
+            *from = s->extl2 ? (uint64_t)min_u64(sc_first, ctz32_or32((uint32_t)b)) << s->subcluster_bits : 0;
+        else
+            *from = (uint64_t)sc_first << s->subcluster_bits;
+    } else {
+        *from = t == QCOW2_SC_NORMAL ? head : (uint64_t)sc_first << s->subcluster_bits;
+    }
+    e = qcow2_l2e_get(s, l2, l2i + n - 1);
+    b = qcow2_l2b_get(s, l2, l2i + n - 1);
+    t = qcow2_classify(e, b, sc_last, s->extl2, hdf);
+    if (!keep_old) {
+        if (t == QCOW2_SC_COMPRESSED) {
+            *to = align_up_u64(end, cs);
+        } else if (t == QCOW2_SC_NORMAL || t == QCOW2_SC_ZERO_ALLOC || t == QCOW2_SC_UNALLOC_ALLOC) {
+            *to = align_up_u64(end, cs);
+            if (s->extl2)
+                *to -= (uint64_t)min_u64(QCOW2_SUBCLUSTERS - sc_last - 1,
+                                         clz32_or32((uint32_t)b)) << s->subcluster_bits;
+        } else {
+            *to = align_up_u64(end, scs);
+        }
+    } else {
+        *to = t == QCOW2_SC_NORMAL ? end : align_up_u64(end, scs);
+    }
+    return 0;
+}
+
+/* Write [off, off+len) (inside n clusters from off's cluster) to host
+ * clusters at host..., padded to [from, to) with the current guest view. */
+static int write_cow(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf,
+                     uint64_t n, uint64_t host, uint64_t from, uint64_t to)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    uint64_t cstart = off - qcow2_off_in_cluster(s, off);
+    uint64_t head = off - cstart, end = head + len;
+    uint64_t fend = n == 1 ? to : cs;             /* first piece [from, fend) */
+    uint64_t lstart = n == 1 ? to : (n - 1) * cs; /* last piece [lstart, to) */
+    uint8_t *fb = NULL, *lb = NULL;
+    int r = 0;
+
+    if (from < head || (n == 1 && to > end)) {
+        fb = malloc(fend - from);
+        if (!fb)
+            return -ENOMEM;
+        if (from < head && (r = qcow2_do_pread(bs, cstart + from, head - from, fb)) < 0)
+            goto out;
+        memcpy(fb + (head - from), buf, min_u64(end, fend) - head);
+        if (n == 1 && to > end && (r = qcow2_do_pread(bs, cstart + end, to - end, fb + (end - from))) < 0)
+            goto out;
+    }
+    if (n > 1 && to > end) {
+        lb = malloc(to - lstart);
+        if (!lb) {
+            r = -ENOMEM;
+            goto out;
+        }
+        memcpy(lb, buf + (lstart - head), end - lstart);
+        if ((r = qcow2_do_pread(bs, cstart + end, to - end, lb + (end - lstart))) < 0)
+            goto out;
+    }
+    /* All copy-on-write material is read; now write. */
+    if ((r = qcow2_pre_write_check(bs, host + from, to - from)) < 0)
+        goto out;
+    if (fb) {
+        r = qcow2_crypt_pwrite(bs, host + from, cstart + from, fend - from, fb);
+    } else {
+        uint64_t stop = lb ? lstart : to;
+        r = qcow2_crypt_pwrite(bs, host + head, off, stop - head, buf);
+    }
+    if (r == 0 && fb && n > 1) {
+        uint64_t stop = lb ? lstart : to;
+        if (stop > fend)
+            r = qcow2_crypt_pwrite(bs, host + fend, cstart + fend, stop - fend, buf + (fend - head));
+    }
+    if (r == 0 && lb)
+        r = qcow2_crypt_pwrite(bs, host + lstart, cstart + lstart, to - lstart, lb);
+    if (r == 0)
+        s->need_file_flush = true;
+out:
+    free(fb);
+    free(lb);
+    return r;
+}
+
+/* Mark the subclusters of [from, to) (relative to off's cluster) of n
+ * clusters allocated, not zero. */
+static void bitmap_mark_written(struct qcow2_state *s, uint8_t *l2, uint64_t l2i, uint64_t n,
+                                uint64_t from, uint64_t to)
+{
+    if (!s->extl2)
+        return;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t wf = max_u64(from, i << s->cluster_bits);
+        uint64_t wt = min_u64(to, (i + 1) << s->cluster_bits);
+        unsigned f = (unsigned)((wf & (s->cluster_size - 1)) >> s->subcluster_bits);
+        unsigned l = (unsigned)(((wt - 1) & (s->cluster_size - 1)) >> s->subcluster_bits);
+        uint64_t range = ((l == 31 ? 0xffffffffULL : ((1ULL << (l + 1)) - 1))) & ~((1ULL << f) - 1);
+        uint64_t b = qcow2_l2b_get(s, l2, l2i + i);
+        b |= range;
+        b &= ~(range << 32);
+        qcow2_l2b_set(s, l2, l2i + i, b);
+    }
+}
+
 /* Allocating write of [off, off+len) covering n whole clusters starting at
  * the cluster of off, all of which need new host clusters. */
 static int write_alloc(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf,
@@ -296,110 +478,62 @@ static int write_alloc(struct bds *bs, uint64_t off, uint64_t len, const uint8_t
     struct qcow2_state *s = qcow2_st(bs);
     uint64_t cs = s->cluster_size;
     uint64_t cstart = off & ~(cs - 1);
-    uint64_t cend = cstart + n * cs;
-    uint64_t head = off - cstart, tail = cend - (off + len);
-    uint8_t *hb = NULL, *tb = NULL, *l2;
+    uint64_t from, to;
+    uint8_t *l2;
     int64_t host;
     bool need_free = false;
     int r;
 
-    /* Copy-on-write material comes from the old guest view, read before
-     * anything changes. */
-    if (head || (n == 1 && tail)) {
-        hb = malloc(cs);
-        if (!hb)
-            return -ENOMEM;
-        if (head && (r = qcow2_do_pread(bs, cstart, head, hb)) < 0)
-            goto out;
-        if (n == 1 && tail && (r = qcow2_do_pread(bs, off + len, tail, hb + head + len)) < 0)
-            goto out;
-        memcpy(hb + head, buf, n == 1 ? len : cs - head);
-    }
-    if (n > 1 && tail) {
-        tb = malloc(cs);
-        if (!tb) {
-            r = -ENOMEM;
-            goto out;
-        }
-        if ((r = qcow2_do_pread(bs, off + len, tail, tb + cs - tail)) < 0)
-            goto out;
-        memcpy(tb, buf + (cend - cs - off), cs - tail);
-    }
-
     if ((r = mark_lazy_dirty(bs)) < 0)
-        goto out;
+        return r;
     /* The L2 table comes before the data clusters it maps (qemu's order,
      * hence the same layout). The pointer is fetched again below. */
     r = qcow2_get_l2(bs, cstart, true, &l2);
     if (r < 0)
-        goto out;
+        return r;
+    r = cow_extent(bs, l2, off, len, n, false, &from, &to);
+    if (r < 0)
+        return r;
     if (qcow2_has_data_file(s)) {
         host = (int64_t)cstart;   /* identity mapping, refcounts not kept */
     } else {
         host = qcow2_alloc_clusters(bs, n * cs);
-        if (host < 0) {
-            r = (int)host;
-            goto out;
-        }
+        if (host < 0)
+            return (int)host;
         if (host == 0) {
-            qcow2_signal_corruption(bs);
-            r = -EIO;
-            goto out;
+            qcow2_signal_corruption(bs, true, "Preventing invalid write on metadata (overlaps with qcow2_header)");
+            return -EIO;
         }
     }
 
-    /* Data first. */
-    {
-        uint64_t h = (uint64_t)host, p = 0;   /* p: guest bytes of the run done */
-        if (hb) {
-            r = qcow2_crypt_pwrite(bs, h, cstart, cs, hb);
-            if (r < 0)
-                goto undo;
-            p = cs;
-        }
-        uint64_t mid_end = tb ? (n - 1) * cs : n * cs;
-        if (mid_end > p) {
-            r = qcow2_crypt_pwrite(bs, h + p, cstart + p, mid_end - p, buf + (cstart + p - off));
-            if (r < 0)
-                goto undo;
-        }
-        if (tb) {
-            r = qcow2_crypt_pwrite(bs, h + (n - 1) * cs, cend - cs, cs, tb);
-            if (r < 0)
-                goto undo;
-        }
-        s->need_file_flush = true;
-    }
-
-    /* Then the mapping. */
+    /* Data first, then the mapping. */
+    r = write_cow(bs, off, len, buf, n, (uint64_t)host, from, to);
+    if (r < 0)
+        goto undo;
     r = qcow2_get_l2(bs, cstart, true, &l2);
     if (r < 0)
         goto undo;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t idx = qcow2_l2_index(s, cstart) + i;
         qcow2_l2e_set(s, l2, idx, ((uint64_t)host + i * cs) | QCOW2_OFLAG_COPIED);
-        qcow2_l2b_set(s, l2, idx, QCOW2_L2_BITMAP_ALL_ALLOC);
         uint64_t e = old[i];
         if ((e & QCOW2_OFLAG_COMPRESSED) || (e & QCOW2_L2E_OFFSET_MASK))
             need_free = true;
     }
+    bitmap_mark_written(s, l2, qcow2_l2_index(s, cstart), n, from, to);
     qcow2_cache_mark_dirty(&s->l2_cache, l2);
     if (need_free && !qcow2_has_data_file(s)) {
         r = qcow2_cache_flush(bs, &s->l2_cache);
         if (r < 0)
-            goto out;
+            return r;
         for (uint64_t i = 0; i < n; i++)
             qcow2_free_any_cluster(bs, old[i]);
     }
-    r = 0;
-    goto out;
+    return 0;
 
 undo:
     if (!qcow2_has_data_file(s))
         qcow2_free_clusters(bs, (uint64_t)host, n * cs);
-out:
-    free(hb);
-    free(tb);
     return r;
 }
 
@@ -432,7 +566,30 @@ int qcow2_write_data(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *
                 n++;
             }
             step = min_u64(len, n * cs - in_cl);
-            r = qcow2_crypt_pwrite(bs, host + in_cl, off, step, buf);
+            if (s->extl2) {
+                uint64_t from, to;
+                r = cow_extent(bs, l2, off, step, n, true, &from, &to);
+                if (r == 0)
+                    r = write_cow(bs, off, step, buf, n, host, from, to);
+                if (r == 0) {
+                    r = qcow2_get_l2(bs, off, false, &l2);
+                    if (r == 0 && l2) {
+                        uint64_t before[MAX_RUN];
+                        bool changed = false;
+                        for (uint64_t i = 0; i < n; i++)
+                            before[i] = qcow2_l2b_get(s, l2, l2i + i);
+                        bitmap_mark_written(s, l2, l2i, n, from, to);
+                        for (uint64_t i = 0; i < n; i++)
+                            changed |= before[i] != qcow2_l2b_get(s, l2, l2i + i);
+                        if (changed)
+                            qcow2_cache_mark_dirty(&s->l2_cache, l2);
+                    }
+                }
+            } else {
+                r = qcow2_pre_write_check(bs, host + in_cl, step);
+                if (r == 0)
+                    r = qcow2_crypt_pwrite(bs, host + in_cl, off, step, buf);
+            }
             if (r < 0)
                 break;
         } else {
@@ -448,9 +605,6 @@ int qcow2_write_data(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *
                 memset(old, 0, n * sizeof(*old));
             }
             step = min_u64(len, n * cs - in_cl);
-            /* A partially written extended-L2 cluster that is allocated but
-             * not fully: COW rewrites the whole cluster, which keeps reads
-             * identical (unallocated subclusters are copied from below). */
             r = write_alloc(bs, off, step, buf, n, old);
             if (r < 0)
                 break;
@@ -460,6 +614,36 @@ int qcow2_write_data(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *
         len -= step;
     }
     return r;
+}
+
+/* Zero the subclusters of [off, off+len), all inside one cluster and not
+ * the whole of it (extended L2): set their zero bits, drop their allocation
+ * bits; a compressed cluster cannot be split (-ENOTSUP). */
+static int qcow2_zeroize_clusters(struct bds *bs, uint64_t off, uint64_t len, bool unmap);
+
+static int zero_subclusters(struct bds *bs, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t l2i = qcow2_l2_index(s, off), e, b, nb, range;
+    unsigned f = (unsigned)(qcow2_off_in_cluster(s, off) >> s->subcluster_bits);
+    unsigned cnt = (unsigned)div_round_up_u64(len, 1ULL << s->subcluster_bits);
+    uint8_t *l2;
+    int r;
+
+    r = qcow2_get_l2(bs, off, true, &l2);
+    if (r < 0)
+        return r;
+    e = qcow2_l2e_get(s, l2, l2i);
+    b = qcow2_l2b_get(s, l2, l2i);
+    if (e & QCOW2_OFLAG_COMPRESSED)
+        return -ENOTSUP;
+    range = (((f + cnt) >= 32 ? 0xffffffffULL : (1ULL << (f + cnt)) - 1)) & ~((1ULL << f) - 1);
+    nb = (b | (range << 32)) & ~range;
+    if (nb != b) {
+        qcow2_l2b_set(s, l2, l2i, nb);
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+    }
+    return 0;
 }
 
 int qcow2_zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap)
@@ -472,6 +656,38 @@ int qcow2_zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap)
         return -ENOTSUP;
     if ((r = mark_lazy_dirty(bs)) < 0)
         return r;
+    if (s->extl2) {
+        /* qemu's head and tail: partial clusters get zero subclusters; a
+         * tail reaching the image end counts as a whole cluster. */
+        uint64_t end = off + len, tail = 0;
+        if (qcow2_off_in_cluster(s, off)) {
+            uint64_t head = min_u64(len, cs - qcow2_off_in_cluster(s, off));
+            r = zero_subclusters(bs, off, head);
+            if (r < 0)
+                return r;
+            off += head;
+            len -= head;
+        }
+        if (len && end < bs->total_size)
+            tail = qcow2_off_in_cluster(s, end);
+        if (tail) {
+            r = qcow2_zeroize_clusters(bs, off, len - tail, unmap);
+            if (r < 0)
+                return r;
+            return zero_subclusters(bs, end - tail, tail);
+        }
+    }
+    return qcow2_zeroize_clusters(bs, off, len, unmap);
+}
+
+/* Whole clusters of [off, off+len) (the last one may end at the image
+ * end) become zero clusters. */
+static int qcow2_zeroize_clusters(struct bds *bs, uint64_t off, uint64_t len, bool unmap)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    int r;
+
     while (len) {
         uint64_t l2i = qcow2_l2_index(s, off);
         uint64_t n = min_u64(s->l2_entries - l2i, div_round_up_u64(len, cs));

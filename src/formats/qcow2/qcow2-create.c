@@ -235,7 +235,9 @@ int qcow2_create(const char *filename, struct kvopts *opts, struct err *err)
             incompat |= QCOW2_INCOMPAT_EXTL2;
         put_be64(buf + QH_INCOMPAT, incompat);
         put_be64(buf + QH_COMPAT, p.lazy ? QCOW2_COMPAT_LAZY_REFCOUNTS : 0);
-        put_be64(buf + QH_AUTOCLEAR, p.data_file_raw ? QCOW2_AUTOCLEAR_DATA_FILE_RAW : 0);
+        /* data_file_raw is set with the data file below: the open in
+         * between must not see it without one. */
+        put_be64(buf + QH_AUTOCLEAR, 0);
         put_be64(buf + cs, 2 * cs);
         for (int i = 0; i < 3; i++)
             qcow2_refcount_set(buf + 2 * cs, (uint64_t)i, order, 1);
@@ -274,6 +276,8 @@ int qcow2_create(const char *filename, struct kvopts *opts, struct err *err)
             s->own_data_file = true;
             s->incompat |= QCOW2_INCOMPAT_DATA_FILE;
             s->image_data_file = strdup(p.data_file);
+            if (p.data_file_raw)
+                s->autoclear |= QCOW2_AUTOCLEAR_DATA_FILE_RAW;
         }
         r = qcow2_update_header(bs);
         if (r < 0) {

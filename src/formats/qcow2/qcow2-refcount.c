@@ -12,6 +12,7 @@
  * rb_cache; refcount changes for newly used clusters are made before the
  * metadata referencing them is written (see qcow2-cache.c). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +50,8 @@ static int load_refblock(struct bds *bs, uint64_t rt_index, uint8_t **blk)
     uint64_t off = s->reftable[rt_index] & QCOW2_REFT_OFFSET_MASK;
 
     if (qcow2_off_in_cluster(s, off)) {
-        qcow2_signal_corruption(bs);
+        qcow2_signal_corruption(bs, true, "Refblock offset %#" PRIx64 " unaligned (reftable index: %#"
+                                PRIx64 ")", off, rt_index);
         return -EIO;
     }
     return qcow2_cache_get(bs, &s->rb_cache, off, false, blk);
@@ -122,7 +124,7 @@ static int alloc_refblock(struct bds *bs, uint64_t cluster, uint8_t **blk)
     if (nb < 0)
         return (int)nb;
     if (nb == 0) {
-        qcow2_signal_corruption(bs);
+        qcow2_signal_corruption(bs, true, "Preventing invalid allocation of refcount block at offset 0");
         return -EIO;
     }
     if (((uint64_t)nb >> s->cluster_bits) >> s->rb_bits == idx) {
@@ -292,7 +294,7 @@ int64_t qcow2_alloc_bytes(struct bds *bs, uint64_t size)
             if (nc < 0)
                 return nc;
             if (nc == 0) {
-                qcow2_signal_corruption(bs);
+                qcow2_signal_corruption(bs, true, "Preventing invalid allocation of compressed cluster at offset 0");
                 return -EIO;
             }
             if (!off || align_up_u64(off, s->cluster_size) != (uint64_t)nc) {
@@ -336,7 +338,7 @@ void qcow2_free_any_cluster(struct bds *bs, uint64_t entry)
     if (!host)
         return;
     if (qcow2_off_in_cluster(s, host)) {
-        qcow2_signal_corruption(bs);
+        qcow2_signal_corruption(bs, false, "Cannot free unaligned cluster %#" PRIx64, host);
         return;
     }
     qcow2_free_clusters(bs, host, s->cluster_size);
@@ -480,6 +482,72 @@ int64_t qcow2_last_cluster(struct bds *bs, uint64_t file_size)
         if (ref)
             return (int64_t)i;
     }
-    qcow2_signal_corruption(bs);
+    qcow2_signal_corruption(bs, true, "There are no references in the refcount table.");
+    return -EIO;
+}
+
+/* qemu's metadata overlap check with its default ("cached") set: the
+ * header, the active and inactive L1 tables, the active L2 tables, the
+ * refcount table and blocks, the snapshot table and the bitmap directory,
+ * in qemu's order, on the write rounded out to whole clusters. Returns the
+ * name qemu gives the metadata that [off, off+len) meets, or NULL. */
+const char *qcow2_metadata_overlap(struct bds *bs, uint64_t off, uint64_t len, bool skip_active_l2)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    uint64_t a, alen;
+
+    if (!len)
+        return NULL;
+    a = off & ~(cs - 1);
+    alen = align_up_u64(off - a + len, cs);
+#define MEETS(o, l) ((l) != 0 && a < (o) + (l) && (o) < a + alen)
+    if (a < cs)
+        return "qcow2_header";
+    if (s->l1_size && MEETS(s->l1_offset, (uint64_t)s->l1_size * 8))
+        return "active L1 table";
+    if (s->reftable_size && MEETS(s->reftable_offset, s->reftable_size * 8))
+        return "refcount table";
+    if (s->nb_snapshots && MEETS(s->snapshots_offset, s->snapshots_size))
+        return "snapshot table";
+    for (uint32_t i = 0; s->snapshots && i < s->nb_snapshots; i++)
+        if (MEETS(s->snapshots[i].l1_offset, (uint64_t)s->snapshots[i].l1_size * 8))
+            return "inactive L1 table";
+    for (uint32_t i = 0; !skip_active_l2 && s->l1 && i < s->l1_size; i++) {
+        uint64_t o = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
+        if (o && MEETS(o, cs))
+            return "active L2 table";
+    }
+    for (uint64_t i = 0; s->reftable && i < s->reftable_size; i++) {
+        uint64_t o = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
+        if (o && MEETS(o, cs))
+            return "refcount block";
+    }
+    if ((s->autoclear & QCOW2_AUTOCLEAR_BITMAPS) && MEETS(s->bitmap_dir_offset, s->bitmap_dir_size))
+        return "bitmap directory";
+#undef MEETS
+    return NULL;
+}
+
+int qcow2_overlap_check(struct bds *bs, uint64_t off, uint64_t len, bool skip_active_l2)
+{
+    const char *what = qcow2_metadata_overlap(bs, off, len, skip_active_l2);
+    if (!what)
+        return 0;
+    qcow2_signal_corruption(bs, true, "Preventing invalid write on metadata (overlaps with %s)", what);
+    return -EIO;
+}
+
+int qcow2_pre_write_check(struct bds *bs, uint64_t off, uint64_t len)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    const char *what;
+
+    if (qcow2_has_data_file(s))
+        return 0;
+    what = qcow2_metadata_overlap(bs, off, len, false);
+    if (!what)
+        return 0;
+    qcow2_signal_corruption(bs, true, "Preventing invalid write on metadata (overlaps with %s)", what);
     return -EIO;
 }

@@ -18,6 +18,7 @@
  * lose references, are freed after the switch. A failure in between can only
  * leak clusters. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,7 +347,8 @@ static int update_tree_refcounts(struct bds *bs, uint64_t l1_offset, uint32_t l1
         if (!l1[i])
             continue;
         if (qcow2_off_in_cluster(s, l2_off)) {
-            qcow2_signal_corruption(bs);
+            qcow2_signal_corruption(bs, true, "L2 table offset %#" PRIx64 " unaligned (L1 index: %#x)",
+                                    l2_off, (unsigned)i);
             r = -EIO;
             goto out;
         }
@@ -383,7 +385,9 @@ static int update_tree_refcounts(struct bds *bs, uint64_t l1_offset, uint32_t l1
                 ref = 0;        /* unallocated or plain zero */
             } else {
                 if (qcow2_off_in_cluster(s, host)) {
-                    qcow2_signal_corruption(bs);
+                    qcow2_signal_corruption(bs, true, "Cluster allocation offset %#" PRIx64
+                                            " unaligned (L2 offset: %#" PRIx64 ", L2 index: %#x)",
+                                            host, l2_off, (unsigned)j);
                     r = -EIO;
                     goto out;
                 }

@@ -7,6 +7,8 @@
  * with qemu's messages, so a broken image fails the same way it does with
  * qemu-img. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,16 +24,35 @@ static int qcow2_probe(const uint8_t *head, size_t len, const char *filename)
     return 0;
 }
 
-void qcow2_signal_corruption(struct bds *bs)
+void qcow2_signal_corruption(struct bds *bs, bool fatal, const char *fmt, ...)
 {
     struct qcow2_state *s = qcow2_st(bs);
-    /* Like qemu: a writable image gets the corrupt bit so it is not used
-     * further before a repair. */
-    if (!s->corrupt_signalled && s->writable && s->version >= 3) {
-        s->corrupt_signalled = true;
-        qcow2_mark_corrupt(bs);
-    }
+    char msg[512];
+    va_list ap;
+
+    /* As qemu: a fatal event on a writable image sets the corrupt bit and
+     * makes the node unusable; one message per node unless a later fatal
+     * event still has to set the bit. */
+    fatal = fatal && s->writable;
+    if (s->corrupt_signalled && (!fatal || (s->incompat & QCOW2_INCOMPAT_CORRUPT)))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (fatal)
+        blk_message("qcow2: Marking image as corrupt: %s; further corruption events will "
+                    "be suppressed", msg);
+    else
+        blk_message("qcow2: Image is corrupt: %s; further non-fatal corruption events "
+                    "will be suppressed", msg);
     s->corrupt_signalled = true;
+    if (fatal) {
+        if (s->version >= 3)
+            qcow2_mark_corrupt(bs);
+        else
+            s->incompat |= QCOW2_INCOMPAT_CORRUPT;
+        s->unusable = true;
+    }
 }
 
 static int validate_table(struct qcow2_state *s, uint64_t offset, uint64_t entries,
@@ -558,7 +579,9 @@ fail:
 static void qcow2_close(struct bds *bs)
 {
     struct qcow2_state *s = qcow2_st(bs);
-    if (s->writable) {
+    /* After a fatal corruption event qemu drops the node without writing
+     * its cached metadata back; so do we. */
+    if (s->writable && !s->unusable) {
         qcow2_bitmaps_close(bs);
         if (s->wrote_compressed) {
             /* Compressed data ends anywhere; qemu leaves the file ending on
@@ -825,6 +848,8 @@ int qcow2_do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf)
 
 static int qcow2_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
+    if (qcow2_st(bs)->unusable)
+        return -ENOMEDIUM;
     /* Past the end of the image (a request the core clipped differently)
      * reads as zero. */
     if (off >= bs->total_size) {
@@ -843,6 +868,8 @@ static int qcow2_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *
 {
     struct qcow2_state *s = qcow2_st(bs);
     const uint8_t *p = buf;
+    if (qcow2_st(bs)->unusable)
+        return -ENOMEDIUM;
 
     if (off + len > bs->total_size)
         return -EINVAL;
@@ -904,6 +931,8 @@ static bool reads_zero(struct bds *bs, uint64_t off, uint64_t len)
 static int qcow2_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int flags)
 {
     struct qcow2_state *s = qcow2_st(bs);
+    if (qcow2_st(bs)->unusable)
+        return -ENOMEDIUM;
     uint64_t scs = 1ULL << s->subcluster_bits;
     uint64_t end = off + len;
     uint64_t a = align_up_u64(off, scs);
@@ -922,19 +951,18 @@ static int qcow2_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int f
         uint64_t ce = min_u64(cs0 + scs, bs->total_size);
         if (!reads_zero(bs, cs0, off - cs0) || !reads_zero(bs, end, ce - end))
             return -ENOTSUP;
-        if (s->extl2 && scs != s->cluster_size)
-            return -ENOTSUP;
+        if (s->extl2 && scs != s->cluster_size) {
+            /* As qemu: only a subcluster that has no data of its own. */
+            uint64_t n1 = scs, host;
+            enum qcow2_sc_type t;
+            r = qcow2_get_host_offset(bs, cs0, &n1, &host, &t, NULL);
+            if (r < 0)
+                return r;
+            if (t != QCOW2_SC_UNALLOC_PLAIN && t != QCOW2_SC_UNALLOC_ALLOC &&
+                t != QCOW2_SC_ZERO_PLAIN && t != QCOW2_SC_ZERO_ALLOC)
+                return -ENOTSUP;
+        }
         return qcow2_zeroize(bs, cs0, ce - cs0, flags & BLK_WRITE_MAY_UNMAP);
-    }
-    if (s->extl2 && scs != s->cluster_size) {
-        /* Zeroing whole subclusters needs per-subcluster bitmaps; only whole
-         * clusters use the zero flag here. */
-        uint64_t ca = align_up_u64(off, s->cluster_size);
-        uint64_t cb = end == bs->total_size ? end : align_down_u64(end, s->cluster_size);
-        if (ca >= cb)
-            return -ENOTSUP;
-        a = ca;
-        b = cb;
     }
     if (a > off || b < end) {
         if (flags & BLK_WRITE_NO_FALLBACK) {
@@ -970,6 +998,8 @@ static int qcow2_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int f
 static int qcow2_discard(struct bds *bs, uint64_t off, uint64_t len)
 {
     struct qcow2_state *s = qcow2_st(bs);
+    if (qcow2_st(bs)->unusable)
+        return -ENOMEDIUM;
     uint64_t a, b;
 
     if (s->version < 3 && bs->backing)
@@ -985,7 +1015,11 @@ static int qcow2_discard(struct bds *bs, uint64_t off, uint64_t len)
 static int qcow2_flush(struct bds *bs)
 {
     struct qcow2_state *s = qcow2_st(bs);
-    int r = qcow2_meta_flush(bs);
+    int r;
+
+    if (s->unusable)
+        return 0;       /* qemu: a node without driver flushes nothing */
+    r = qcow2_meta_flush(bs);
     if (r == 0 && s->data_file && s->data_file != bs->file)
         r = blk_flush(s->data_file);
     return r;
@@ -1025,6 +1059,8 @@ static int qcow2_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64
     enum qcow2_sc_type t;
     int r, st = 0;
 
+    if (s->unusable)
+        return -ENOMEDIUM;
     if (!s->meta_prealloc_checked) {
         r = qcow2_detect_meta_prealloc(bs);
         s->meta_prealloc = r == 1;
@@ -1093,6 +1129,77 @@ static json_t *qcow2_specific_info(struct bds *bs, struct err *err)
 
 /* --- resize, backing, emptying --- */
 
+/* resize --preallocation=falloc|full (qemu's qcow2_co_truncate): refcount
+ * structures for the new clusters go after the last used cluster, the data
+ * clusters after them in one run, the file is grown over that run with the
+ * mode's allocation, then the L2 entries are filled in (subcluster bitmaps
+ * untouched: preallocated, not written). */
+static int grow_allocated(struct bds *bs, uint64_t old, uint64_t size, enum blk_prealloc mode,
+                          struct err *err)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    int64_t flen = blk_getlength(bs->file), last, start, got;
+    uint64_t ofs, nb, nl2, host, guest;
+    int r;
+
+    if (flen < 0)
+        return err_set_errno(err, (int)-flen, "Failed to inquire current file length");
+    last = qcow2_last_cluster(bs, (uint64_t)flen);
+    ofs = last >= 0 ? ((uint64_t)last + 1) * cs : align_up_u64((uint64_t)flen, cs);
+    nb = (align_up_u64(size, cs) - align_down_u64(old, cs)) >> s->cluster_bits;
+    nl2 = div_round_up_u64(nb, s->l2_entries) + 1;
+    start = qcow2_refcount_area(bs, ofs, nb + nl2, true, 0, 0);
+    if (start < 0)
+        return err_set_errno(err, (int)-start, "Failed to resize refcount structures");
+    got = qcow2_alloc_clusters_at(bs, (uint64_t)start, nb);
+    if (got < 0)
+        return err_set_errno(err, (int)-got, "Failed to allocate data clusters");
+    if ((uint64_t)got != nb) {
+        qcow2_free_clusters(bs, (uint64_t)start, (uint64_t)got * cs);
+        return err_set(err, EIO, "Failed to allocate data clusters");
+    }
+    r = qcow2_meta_flush(bs);
+    if (r == 0)
+        r = blk_truncate(bs->file, (uint64_t)start + nb * cs, false, mode, err);
+    if (r < 0) {
+        err_prefix(err, "Failed to resize underlying file: ");
+        qcow2_free_clusters(bs, (uint64_t)start, nb * cs);
+        return r;
+    }
+    host = (uint64_t)start;
+    guest = align_down_u64(old, cs);
+    while (nb) {
+        uint64_t l2i = qcow2_l2_index(s, guest);
+        uint64_t n = min_u64(nb, s->l2_entries - l2i);
+        uint64_t freed[64];
+        unsigned nf = 0;
+        uint8_t *l2;
+
+        r = qcow2_get_l2(bs, guest, true, &l2);
+        if (r < 0)
+            return err_set_errno(err, -r, "Failed to update L2 tables");
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t e = qcow2_l2e_get(s, l2, l2i + i);
+            if (e && nf < 64)
+                freed[nf++] = e;
+            qcow2_l2e_set(s, l2, l2i + i, (host + i * cs) | QCOW2_OFLAG_COPIED);
+        }
+        qcow2_cache_mark_dirty(&s->l2_cache, l2);
+        if (nf) {
+            r = qcow2_cache_flush(bs, &s->l2_cache);
+            if (r < 0)
+                return err_set_errno(err, -r, "Failed to update L2 tables");
+            for (unsigned i = 0; i < nf; i++)
+                qcow2_free_any_cluster(bs, freed[i]);
+        }
+        guest += n * cs;
+        host += n * cs;
+        nb -= n;
+    }
+    return 0;
+}
+
 int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc prealloc,
                    struct err *err)
 {
@@ -1139,8 +1246,13 @@ int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc 
             if (last >= 0 && ((uint64_t)last + 1) * s->cluster_size < (uint64_t)flen) {
                 struct err e2;
                 err_init(&e2);
-                blk_truncate(bs->file, ((uint64_t)last + 1) * s->cluster_size, false,
+                /* qemu's file layer always cuts a regular file to the exact
+                 * size asked; ours only does so when told exact. */
+                blk_truncate(bs->file, ((uint64_t)last + 1) * s->cluster_size, true,
                              BLK_PREALLOC_OFF, &e2);
+                if (err_is_set(&e2))
+                    blk_message("%s: warning: Failed to truncate the tail of the image: %s",
+                                blk_prog_name(), e2.msg);
             }
         }
     } else {
@@ -1159,10 +1271,19 @@ int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc 
         }
         break;
     case BLK_PREALLOC_METADATA:
+        if (size > old) {
+            r = qcow2_preallocate(bs, old, size, prealloc, err);
+            if (r < 0)
+                return r;
+        }
+        break;
     case BLK_PREALLOC_FALLOC:
     case BLK_PREALLOC_FULL:
         if (size > old) {
-            r = qcow2_preallocate(bs, old, size, prealloc, err);
+            if (qcow2_has_data_file(s))
+                r = qcow2_preallocate(bs, old, size, prealloc, err);
+            else
+                r = grow_allocated(bs, old, size, prealloc, err);
             if (r < 0)
                 return r;
         }
@@ -1246,16 +1367,11 @@ static int qcow2_make_empty(struct bds *bs, struct err *err)
     return 0;
 }
 
+/* qemu-img 7.2 reports the qcow2 file's allocation only, without the
+ * external data file's (checked against the real tool). */
 static int64_t qcow2_get_allocated_size(struct bds *bs)
 {
-    struct qcow2_state *s = qcow2_st(bs);
-    int64_t a = blk_get_allocated_size(bs->file);
-    if (a >= 0 && s->data_file && s->data_file != bs->file) {
-        int64_t d = blk_get_allocated_size(s->data_file);
-        if (d > 0)
-            a += d;
-    }
-    return a;
+    return blk_get_allocated_size(bs->file);
 }
 
 static bool qcow2_has_zero_init(struct bds *bs)

@@ -119,6 +119,7 @@ struct qcow2_state {
     bool wrote_compressed;      /* round the file to 512 bytes at close */
     bool lazy_refcounts_dirty;  /* we set the dirty bit for lazy refcounts */
     bool corrupt_signalled;
+    bool unusable;              /* a fatal corruption event happened (qemu: drv = NULL) */
 };
 
 static inline struct qcow2_state *qcow2_st(struct bds *bs) { return bs->opaque; }
@@ -195,6 +196,14 @@ uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
                                       unsigned refcount_order, bool generous,
                                       uint64_t *refblock_count);
 int64_t qcow2_last_cluster(struct bds *bs, uint64_t file_size);
+/* The metadata [off, off+len) of the file would overwrite (qemu's default
+ * overlap-check set), or NULL. */
+const char *qcow2_metadata_overlap(struct bds *bs, uint64_t off, uint64_t len, bool skip_active_l2);
+/* Before guest data goes to host [off, off+len): -EIO with a corruption
+ * event when it would hit metadata. */
+int qcow2_pre_write_check(struct bds *bs, uint64_t off, uint64_t len);
+/* The same for a metadata write (always checked; the corruption event too). */
+int qcow2_overlap_check(struct bds *bs, uint64_t off, uint64_t len, bool skip_active_l2);
 
 /* qcow2-cluster.c */
 /* Look up [off, off+*len): type, host offset of off (when applicable) and the
@@ -219,7 +228,10 @@ int qcow2_mark_dirty(struct bds *bs);
 int qcow2_mark_clean(struct bds *bs);
 int qcow2_mark_corrupt(struct bds *bs);
 int qcow2_mark_consistent(struct bds *bs);
-void qcow2_signal_corruption(struct bds *bs);
+/* qemu's corruption event: message through blk_message(); when fatal and
+ * the image is writable, set the corrupt bit and refuse further I/O. */
+void qcow2_signal_corruption(struct bds *bs, bool fatal, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), nonnull(1, 3)));
 int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc prealloc,
                    struct err *err);
 
