@@ -11,7 +11,7 @@ DESTDIR    ?=
 # Debian packages the build and the tests need (qemu-utils is the oracle).
 BUILD_DEPS = meson ninja-build gcc pkg-config zlib1g-dev libzstd-dev libdeflate-dev libjansson-dev \
              libssl-dev nettle-dev libnbd-dev libcurl4-openssl-dev libbz2-dev
-TEST_DEPS  = qemu-utils qemu-block-extra nbdkit lighttpd
+TEST_DEPS  = qemu-utils qemu-block-extra nbdkit lighttpd lighttpd-mod-openssl openssl
 
 .PHONY: all deps test-deps demo check install clean fuzz fuzz-run
 

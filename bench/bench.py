@@ -7,6 +7,7 @@ Run by hand (it is not part of `make check`):
     BENCH_SIZE=1G BENCH_SMALL=256M BENCH_RUNS=3 bench/bench.py   # a quick pass
     bench/bench.py convert-zlib compare    # only the named workloads
     bench/bench.py nbd-qemu-nbd-to-qcow2 nbd-raw-to-nbdkit-memory-m8W   # NBD (needs qemu-nbd, nbdkit)
+    BENCH_SMALL=1G bench/bench.py nbd        # every NBD workload (only the small corpus is made)
 
 Environment:
     QIMG          qimg binary (default: build/qimg next to this folder)
@@ -148,15 +149,25 @@ def stop_nbd_servers():
             pass
 
 
-def start_nbd(name, argv):
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_nbd(name, argv, tcp=False):
     """Start a daemonizing server (qemu-nbd --fork / nbdkit); '@PID@' in argv
-    is replaced by its pid file. Returns the unix socket URI or None."""
+    is replaced by its pid file, '@SOCK@' by its unix socket and '@PORT@' by
+    a free TCP port. Returns the socket's URI (nbd:// when tcp) or None."""
     sock = os.path.join(DIR, name + ".sock")
     pidfile = os.path.join(DIR, name + ".pid")
+    port = str(free_port())
     for f in (sock, pidfile):
         if os.path.exists(f):
             os.unlink(f)
-    argv = [a.replace("@PID@", pidfile).replace("@SOCK@", sock) for a in argv]
+    argv = [a.replace("@PID@", pidfile).replace("@SOCK@", sock).replace("@PORT@", port)
+            for a in argv]
     if not shutil.which(argv[0]):
         return None
     r = subprocess.run(argv, capture_output=True, text=True)
@@ -164,6 +175,8 @@ def start_nbd(name, argv):
         print("# %s did not start: %s" % (name, (r.stdout + r.stderr).strip()))
         return None
     NBD_PIDS.append(pidfile)
+    if tcp:
+        return "nbd://127.0.0.1:" + port
     return "nbd+unix:///?socket=" + sock
 
 
@@ -226,13 +239,36 @@ def main():
     print("qimg: %s\nqemu-img: %s\ncorpus: %d MiB and %d MiB in %s, %d runs each\n"
           % (QIMG, subprocess.run([q, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
              SIZE // MIB, SMALL // MIB, DIR, RUNS))
-    make_corpus("big.raw", SIZE, 1)
+    wanted = set(sys.argv[1:])
+    # "nbd" alone selects every NBD workload; NBD workloads need only the
+    # small corpus and its qcow2
+    all_nbd = "nbd" in wanted
+    only_nbd = bool(wanted) and all(n == "nbd" or n.startswith("nbd-") for n in wanted)
     make_corpus("small.raw", SMALL, 2)
+    if not os.path.exists("small.qcow2"):
+        sh(q, "convert", "-f", "raw", "-O", "qcow2", "small.raw", "small.qcow2")
+    if not only_nbd:
+        make_reference_images(q)
+
+    workloads = [] if only_nbd else local_workloads(q)
+    workloads += nbd_workloads()
+
+    print("%-28s | %-37s | %-37s | %s" % ("workload", "qemu-img: wall  +sync    cpu  rssMiB",
+                                          "qimg:     wall  +sync    cpu  rssMiB", "ratio (+sync)"))
+    for w in workloads:
+        if wanted and w.name not in wanted and not (all_nbd and w.name.startswith("nbd-")):
+            continue
+        try:
+            print(row("%-28s" % w.name, measure(w)), flush=True)
+        except (RuntimeError, subprocess.CalledProcessError) as e:
+            print("%-28s | FAILED: %s" % (w.name, str(e).strip().replace("\n", " ")[:200]), flush=True)
+
+
+def make_reference_images(q):
+    make_corpus("big.raw", SIZE, 1)
     # Reference images made once by the real qemu-img.
     if not os.path.exists("big.qcow2"):
         sh(q, "convert", "-f", "raw", "-O", "qcow2", "big.raw", "big.qcow2")
-    if not os.path.exists("small.qcow2"):
-        sh(q, "convert", "-f", "raw", "-O", "qcow2", "small.raw", "small.qcow2")
     for fmt, opt in (("vmdk", []), ("vdi", []), ("vpc", []), ("vhdx", [])):
         if not os.path.exists("small." + fmt):
             sh(q, "convert", "-f", "raw", "-O", fmt, *opt, "small.raw", "small." + fmt)
@@ -253,6 +289,8 @@ def main():
         sh(QEMU_IO, "-f", "qcow2", "-c", "write -P 7 0 1M", "-c", "write -P 8 40G 1M",
            "sparse64.qcow2", stdout=subprocess.DEVNULL)
 
+
+def local_workloads(q):
     def fresh_overlay():
         for f in ("ov.qcow2", "ovbase.qcow2"):
             if os.path.exists(f):
@@ -308,15 +346,22 @@ def main():
         workloads.append(Workload("create-prealloc-%s" % mode,
                                   ["create", "-q", "-f", "qcow2", "-o", "preallocation=" + mode,
                                    "c.qcow2", str(SMALL)], out="c.qcow2", out_kind="qcow2"))
+    return workloads
 
-    # NBD: qimg's libnbd driver against qemu-img's own client. qemu-nbd is
-    # started with -e 8, so it advertises multi-conn (qimg then opens up to 4
-    # connections; qemu-img always uses one).
+
+def nbd_workloads():
+    """NBD: qimg's libnbd driver against qemu-img's own client, both ways, over
+    qemu-nbd and nbdkit exports of the small corpus. qemu-nbd is started with
+    -e 8, so it advertises multi-conn, as nbdkit's file and memory plugins do
+    (qimg may open up to NBD_MAX_CONNS connections, src/protocols/nbd.c;
+    qemu-img always uses one)."""
     import atexit
     atexit.register(stop_nbd_servers)
-    if not os.path.exists("nbdw.raw") or os.path.getsize("nbdw.raw") != SMALL:
-        with open("nbdw.raw", "wb") as f:
-            f.truncate(SMALL)
+    workloads = []
+    for img in ("nbdw.raw", "nbdw2.raw"):
+        if not os.path.exists(img) or os.path.getsize(img) != SMALL:
+            with open(img, "wb") as f:
+                f.truncate(SMALL)
     srv = {
         "qnbd-ro": start_nbd("qnbd-ro", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t", "-r",
                                          "-e", "8", "-k", "@SOCK@", "-f", "qcow2", "small.qcow2"]),
@@ -326,6 +371,15 @@ def main():
                                      "file", "small.raw"]),
         "kmem": start_nbd("kmem", ["nbdkit", "-P", "@PID@", "-U", "@SOCK@",
                                    "memory", str(SMALL)]),
+        "kfile-rw": start_nbd("kfile-rw", ["nbdkit", "-P", "@PID@", "-U", "@SOCK@",
+                                           "file", "nbdw2.raw"]),
+        # qemu-nbd's default: one client, no multi-conn (one connection,
+        # requests pipelined on it)
+        "qnbd-1": start_nbd("qnbd-1", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t", "-r",
+                                       "-k", "@SOCK@", "-f", "qcow2", "small.qcow2"]),
+        "qnbd-tcp": start_nbd("qnbd-tcp", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t", "-r",
+                                           "-e", "8", "-b", "127.0.0.1", "-p", "@PORT@",
+                                           "-f", "raw", "small.raw"], tcp=True),
     }
 
     def nbd_same_as(uri, ref):
@@ -347,6 +401,21 @@ def main():
         workloads.append(Workload("nbd-nbdkit-file-to-qcow2", ["convert", "-O", "qcow2", srv["kfile"],
                                                                "o.qcow2"],
                                   out="o.qcow2", out_kind="qcow2", ref="small.raw"))
+        workloads.append(Workload("nbd-nbdkit-file-to-raw", ["convert", "-O", "raw", srv["kfile"],
+                                                             "o.raw"],
+                                  out="o.raw", ref="small.raw"))
+    if srv["qnbd-1"]:
+        workloads.append(Workload("nbd-qemu-nbd-1conn-to-raw", ["convert", "-O", "raw", srv["qnbd-1"],
+                                                                "o.raw"],
+                                  out="o.raw", ref="small.raw"))
+    if srv["qnbd-tcp"]:
+        workloads.append(Workload("nbd-qemu-nbd-tcp-to-raw", ["convert", "-O", "raw", srv["qnbd-tcp"],
+                                                              "o.raw"],
+                                  out="o.raw", ref="small.raw"))
+    if srv["kfile-rw"]:
+        workloads.append(Workload("nbd-raw-to-nbdkit-file", ["convert", "-n", "-f", "raw", "-O", "raw",
+                                                             "small.raw", srv["kfile-rw"]],
+                                  post=nbd_same_as(srv["kfile-rw"], "small.raw")))
     if srv["qnbd-rw"]:
         workloads.append(Workload("nbd-raw-to-qemu-nbd", ["convert", "-n", "-f", "raw", "-O", "raw",
                                                           "small.raw", srv["qnbd-rw"]],
@@ -359,17 +428,7 @@ def main():
                                                                    "-f", "raw", "-O", "raw",
                                                                    "small.raw", srv["kmem"]],
                                   post=nbd_same_as(srv["kmem"], "small.raw")))
-
-    wanted = set(sys.argv[1:])
-    print("%-28s | %-37s | %-37s | %s" % ("workload", "qemu-img: wall  +sync    cpu  rssMiB",
-                                          "qimg:     wall  +sync    cpu  rssMiB", "ratio (+sync)"))
-    for w in workloads:
-        if wanted and w.name not in wanted:
-            continue
-        try:
-            print(row("%-28s" % w.name, measure(w)), flush=True)
-        except (RuntimeError, subprocess.CalledProcessError) as e:
-            print("%-28s | FAILED: %s" % (w.name, str(e).strip().replace("\n", " ")[:200]), flush=True)
+    return workloads
 
 
 if __name__ == "__main__":

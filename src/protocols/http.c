@@ -5,7 +5,10 @@
  * HEAD request (Content-Length), byte-range GETs (RFC 9110 section 14,
  * "Range Requests": the server must answer "Accept-Ranges: bytes" and 206
  * Partial Content), the options url, readahead, timeout, sslverify, cookie,
- * username, and qemu's messages. Reads go through a small cache of
+ * cookie-secret, username, password-secret, proxy-username and
+ * proxy-password-secret (secrets given with --object secret, read as
+ * UTF-8 text like qemu's qcrypto_secret_lookup_as_utf8), and qemu's
+ * messages. Reads go through a small cache of
  * read-ahead windows so that a format's many small metadata reads (qcow2
  * header, L1/L2 tables, refcounts) cost one request per window, not one
  * each. The node is serialized (one curl handle, one connection kept
@@ -23,6 +26,7 @@
 #include "block/driver.h"
 #include "util/dynlib.h"
 #include "util/qjson.h"
+#include "util/secret.h"
 #include "util/strbuf.h"
 #include "util/xalloc.h"
 
@@ -43,7 +47,19 @@ static int libcurl_resolve(void *h, struct err *err)
     LIBCURL_FUNCS(LIBCURL_RESOLVE)
     return 0;
 }
+/* The GnuTLS flavour first: it is the one Debian's qemu-img links its curl
+ * module with, so TLS failures read exactly as qemu's do ("server
+ * certificate verification failed. ..."); the OpenSSL flavour otherwise.
+ * Both export the same libcurl ABI. */
+static struct dynlib libcurl_gnutls_lib = DYNLIB_INIT("libcurl-gnutls.so.4", libcurl_resolve);
 static struct dynlib libcurl_lib = DYNLIB_INIT("libcurl.so.4", libcurl_resolve);
+
+static int libcurl_load(struct err *err)
+{
+    if (dynlib_load(&libcurl_gnutls_lib, NULL) == 0)
+        return 0;
+    return dynlib_load(&libcurl_lib, err);
+}
 
 #define HTTP_READAHEAD_DEFAULT (256 * 1024)
 #define HTTP_TIMEOUT_DEFAULT 5
@@ -62,6 +78,9 @@ struct http_state {
     char *url;
     char *cookie;
     char *username;
+    char *password;
+    char *proxy_username;
+    char *proxy_password;
     uint64_t size;
     uint64_t readahead;
     long timeout;
@@ -163,8 +182,28 @@ static int setup_handle(struct http_state *s)
         return -EIO;
     if (s->username && lcurl.curl_easy_setopt(c, CURLOPT_USERNAME, s->username))
         return -EIO;
+    if (s->password && lcurl.curl_easy_setopt(c, CURLOPT_PASSWORD, s->password))
+        return -EIO;
+    if (s->proxy_username && lcurl.curl_easy_setopt(c, CURLOPT_PROXYUSERNAME, s->proxy_username))
+        return -EIO;
+    if (s->proxy_password && lcurl.curl_easy_setopt(c, CURLOPT_PROXYPASSWORD, s->proxy_password))
+        return -EIO;
     s->errbuf[0] = '\0';
     return 0;
+}
+
+/* qemu's curl prints libcurl's own words for a failed transfer before the
+ * command reports the failed read (its first 100, then says it stops). */
+static void report_transfer_error(const char *msg)
+{
+    static int left = 100;
+    int n = __atomic_fetch_sub(&left, 1, __ATOMIC_RELAXED);
+
+    if (n <= 0)
+        return;
+    blk_message("%s: curl: %s", blk_prog_name(), msg);
+    if (n == 1)
+        blk_message("%s: curl: further errors suppressed", blk_prog_name());
 }
 
 /* GET [off, off+len) into buf. */
@@ -182,8 +221,10 @@ static int http_get_range(struct http_state *s, uint64_t off, size_t len, uint8_
         lcurl.curl_easy_setopt(s->curl, CURLOPT_WRITEFUNCTION, body_cb) ||
         lcurl.curl_easy_setopt(s->curl, CURLOPT_WRITEDATA, &k))
         return -EIO;
-    if (lcurl.curl_easy_perform(s->curl) != CURLE_OK)
+    if (lcurl.curl_easy_perform(s->curl) != CURLE_OK) {
+        report_transfer_error(s->errbuf);
         return -EIO;
+    }
     lcurl.curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &code);
     /* 206 is a range answer; 200 is acceptable only if it is exactly it */
     if (k.overflow || k.got != len || (code != 206 && !(code == 200 && off == 0)))
@@ -209,7 +250,66 @@ static void http_state_release(struct http_state *s)
     free(s->url);
     free(s->cookie);
     free(s->username);
+    free(s->password);
+    free(s->proxy_username);
+    free(s->proxy_password);
     s->url = s->cookie = s->username = NULL;
+    s->password = s->proxy_username = s->proxy_password = NULL;
+}
+
+/* Strict UTF-8 (as GLib's g_utf8_validate over a length: no NUL, no
+ * overlong forms, no surrogates, nothing past U+10FFFF). */
+static bool utf8_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n) {
+        uint8_t c = p[i];
+        uint32_t cp, min;
+        size_t k;
+
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            k = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            k = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            k = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return false;
+        }
+        if (n - i - 1 < k)
+            return false;
+        for (size_t j = 1; j <= k; j++) {
+            if ((p[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (p[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+/* A copy of the secret's text, or NULL with qemu's message. */
+static char *secret_utf8(const char *id, struct err *err)
+{
+    size_t len = 0;
+    const char *data = secret_get(id, &len, err);
+
+    if (!data)
+        return NULL;
+    if (!utf8_valid((const uint8_t *)data, len)) {
+        err_set(err, EINVAL, "Data from secret %s is not valid UTF-8", id);
+        return NULL;
+    }
+    return xstrndup(data, len);
 }
 
 static char *node_name(const char *driver, const char *url, const struct kvopts *opts)
@@ -256,7 +356,7 @@ static int http_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
 
     if (flags & BLK_O_RDWR)
         return err_set(err, EACCES, "curl driver does not support writes");
-    if ((r = dynlib_load(&libcurl_lib, err)) < 0)
+    if ((r = libcurl_load(err)) < 0)
         return r;
     pthread_once(&curl_once, curl_global_setup);
     if (curl_init_rc != CURLE_OK)
@@ -282,23 +382,43 @@ static int http_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
         return r;
     if (opts && kvopts_get(opts, "cookie") && kvopts_get(opts, "cookie-secret"))
         return err_set(err, EINVAL, "curl driver cannot handle both cookie and cookie secret");
-    if (opts && kvopts_get(opts, "cookie-secret"))
-        return err_set(err, ENOTSUP, "cookie-secret is not supported; use cookie");
+    /* qemu looks the cookie secret up before it checks the URL, the
+     * password secrets after */
+    if (opts && kvopts_get(opts, "cookie-secret")) {
+        if (!(s->cookie = secret_utf8(kvopts_get(opts, "cookie-secret"), err)))
+            return -EINVAL;
+    } else if (opts && kvopts_get(opts, "cookie")) {
+        s->cookie = xstrdup(kvopts_get(opts, "cookie"));
+    }
     if (opts && kvopts_get(opts, "url"))
         url = kvopts_get(opts, "url");
-    if (!url)
-        return err_set(err, EINVAL, "curl block driver requires an 'url' option");
+    if (!url) {
+        r = err_set(err, EINVAL, "curl block driver requires an 'url' option");
+        goto fail;
+    }
     size_t plen = strlen(proto);
-    if (strncasecmp(url, proto, plen) || strncmp(url + plen, "://", 3))
-        return err_set(err, EINVAL,
-                       "%s curl driver cannot handle the URL '%s' (does not start with '%s://')",
-                       proto, url, proto);
+    if (strncasecmp(url, proto, plen) || strncmp(url + plen, "://", 3)) {
+        r = err_set(err, EINVAL,
+                    "%s curl driver cannot handle the URL '%s' (does not start with '%s://')",
+                    proto, url, proto);
+        goto fail;
+    }
 
     s->url = xstrdup(url);
-    if (opts && kvopts_get(opts, "cookie"))
-        s->cookie = xstrdup(kvopts_get(opts, "cookie"));
     if (opts && kvopts_get(opts, "username"))
         s->username = xstrdup(kvopts_get(opts, "username"));
+    if (opts && kvopts_get(opts, "password-secret") &&
+        !(s->password = secret_utf8(kvopts_get(opts, "password-secret"), err))) {
+        r = -EINVAL;
+        goto fail;
+    }
+    if (opts && kvopts_get(opts, "proxy-username"))
+        s->proxy_username = xstrdup(kvopts_get(opts, "proxy-username"));
+    if (opts && kvopts_get(opts, "proxy-password-secret") &&
+        !(s->proxy_password = secret_utf8(kvopts_get(opts, "proxy-password-secret"), err))) {
+        r = -EINVAL;
+        goto fail;
+    }
     s->curl = lcurl.curl_easy_init();
     if (!s->curl) {
         r = err_set(err, EIO, "CURL: Error opening file: curl library initialization failed.");

@@ -130,7 +130,7 @@ stop_srv q3
 # ------------------------------------------------------------ writing into exports
 
 # nbdkit memory: convert -n into it, with and without --target-is-zero, and
-# with several workers (nbdkit advertises multi-conn: several connections)
+# with several workers (nbdkit advertises multi-conn)
 S4=$T/k4.sock
 nbdkit_srv k4 -U "$S4" memory 4M
 U4="nbd+unix:///?socket=$S4"
@@ -218,3 +218,28 @@ else
     fail "server death mid-copy: error exit" "exit $rc" "$out"
 fi
 check_sh "server death mid-copy: no half-written target" "[ ! -e '$A/dies.qcow2' ]"
+
+# qemu-nbd killed (-9) mid-copy: its export read through a throttle node (4 MiB/s)
+# so that the copy is still running when the server goes. Compared with
+# qemu-img under the same kill: the kinds of lines (qemu-img reports the
+# failed read once per coroutine, at offsets that vary) and the exit code.
+head -c 32M /dev/urandom >"$W/slow.raw"
+S8=$T/q8.sock
+qnbd_dies_mid_copy() { # BINDIR DIR
+    local pid out rc
+    qemu_nbd q8 -r -k "$S8" --object throttle-group,id=tg,x-bps-read=4194304 \
+        --image-opts "driver=throttle,throttle-group=tg,file.driver=raw,file.file.driver=file,file.file.filename=$W/slow.raw"
+    read -r pid <"$T/q8.pid"
+    # SIGKILL: on SIGTERM qemu-nbd first drains the throttled requests
+    (sleep 0.7; kill -KILL "$pid") &
+    out=$(cd "$2" && "$1/qemu-img" convert -O qcow2 "nbd+unix:///?socket=$S8" qdies.qcow2 2>&1)
+    rc=$?
+    wait
+    stop_srv q8
+    echo "exit $rc"
+    printf '%s\n' "$out" | sed -E 's/[0-9]+/N/g' | sort -u
+}
+got=$(qnbd_dies_mid_copy "$QBIN" "$A")
+want=$(qnbd_dies_mid_copy "$RBIN" "$B")
+eq "qemu-nbd killed mid-copy: qemu-img's error and exit code" "$got" "$want"
+check_sh "qemu-nbd killed mid-copy: no target left" "[ ! -e '$A/qdies.qcow2' ]"
