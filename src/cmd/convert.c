@@ -534,8 +534,11 @@ int cmd_convert(int argc, char **argv)
         error_report("Format driver '%s' does not support bitmaps", blk_driver_name(target->drv));
         goto out;
     }
-    if (target_has_backing) {
-        /* The engine needs the target's backing size for its zero handling. */
+    if (target_has_backing || (skip_create && target->backing_file && target->backing_file[0])) {
+        /* The engine needs the target's backing size for its zero handling,
+         * and a partial-cluster write into an existing target copies the
+         * rest of the cluster from its backing file (as qemu-img, which
+         * opens the target with its chain). */
         struct err be;
         err_init(&be);
         blk_open_backing(target, 0, &be);

@@ -66,6 +66,19 @@ same "convert -n partial cluster" -- convert -n -f raw -O qcow2 p5000.raw e2.qco
 check "convert -n partial cluster: bytes equal" cmp "$A/e2.qcow2" "$B/e2.qcow2"
 same_map "convert -n partial cluster: map" e2.qcow2 qcow2
 
+# convert -n into an existing overlay: the partial cluster (or subcluster)
+# after the data reads its backing file, as qemu-img opens the target with
+# its chain. Plain and extended L2.
+fixture "$QEMU_IMG" create -q -f qcow2 bk.qcow2 4M
+fixture qio -c 'write -P 7 0 4M' bk.qcow2
+for l2 in off on; do
+    fixture "$QEMU_IMG" create -q -f qcow2 -o extended_l2=$l2 -b bk.qcow2 -F qcow2 ov-$l2.qcow2
+    same "convert -n into an overlay (extended_l2=$l2)" -- convert -n -f raw -O qcow2 p5000.raw ov-$l2.qcow2
+    check "convert -n into an overlay (extended_l2=$l2): bytes equal" cmp "$A/ov-$l2.qcow2" "$B/ov-$l2.qcow2"
+    same "convert -n into an overlay (extended_l2=$l2): guest view" -- convert -O raw ov-$l2.qcow2 ov-$l2.raw
+    same_image "convert -n into an overlay (extended_l2=$l2): content" ov-$l2.raw
+done
+
 # Zero detection in convert -n: whole zero subclusters get zero bits.
 mkz() { randbytes 5 65536 > z.raw &&
         dd if=/dev/zero of=z.raw bs=1k seek=4 count=8 conv=notrunc status=none &&
