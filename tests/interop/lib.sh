@@ -414,6 +414,19 @@ _listing() { (cd "$1" && find . -mindepth 1 \( -type d -printf '%P d\n' \) -o -p
 # same_files NAME [--filter SED]: same file names, types and sizes in both
 # work dirs (the filter edits the listing, e.g. to drop the size of a text
 # descriptor whose random CID has no fixed width).
+# no_leftovers NAME FILE...: qimg left none of these files behind (a create
+# or convert that fails removes what it created; qemu-img keeps them), then
+# qemu-img's copies go too, so that a later same_files compares the rest.
+no_leftovers() {
+    local name=$1 f left=()
+    shift
+    for f in "$@"; do
+        [ -e "$A/$f" ] && left+=("$f")
+        rm -f "$B/$f"
+    done
+    if [ ${#left[@]} -eq 0 ]; then pass "$name"; else fail "$name" "qimg left: ${left[*]}"; fi
+}
+
 same_files() {
     local a b name=$1 f=
     [ "${2:-}" == --filter ] && f=$3

@@ -79,6 +79,7 @@ same "create: bad subformat" -- create -f vhdx -o subformat=foo e3.vhdx 1M
 same "create: log too large" -- create -f vhdx -o log_size=5G e4.vhdx 1M
 same "create: bad bool" -- create -f vhdx -o block_state_zero=maybe e5.vhdx 1M
 same "create: BAT over the request limit" -- create -f vhdx -o block_size=256M e6.vhdx 0
+no_leftovers "create: failed creates leave no file" e1.vhdx e2.vhdx e3.vhdx e4.vhdx e5.vhdx e6.vhdx
 same_files "create: files made"
 
 # ============================================================== read qemu's images

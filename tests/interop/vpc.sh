@@ -85,6 +85,7 @@ same "create force_size 2041G is too large" -- create -f vpc -o force_size=on e4
 same "create -o preallocation=metadata" -- create -f vpc -o preallocation=metadata e5.vpc 1M
 same "create -b (no backing option)" -- create -f vpc -b c-dyn.vpc e7.vpc 1M
 same "create -o help" -- create -f vpc -o help
+no_leftovers "create: failed creates leave no file" e1.vpc e2.vpc e3.vpc e4.vpc e5.vpc
 same_files "create: files made"
 
 # ============================================================== read qemu-made images
