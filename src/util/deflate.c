@@ -63,7 +63,9 @@ long deflate_compress(enum deflate_wrap wrap, int level, const void *in, size_t 
     struct libdeflate_compressor *c;
     size_t r;
 
-    if (level <= 0)
+    if (level == DEFLATE_LEVEL_STORED)
+        level = 0;                  /* libdeflate's "no compression" */
+    else if (level <= 0)
         level = DEFLATE_DEFAULT_LEVEL;
     if (level > DEFLATE_MAX_LEVEL)
         level = DEFLATE_MAX_LEVEL;

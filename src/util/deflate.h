@@ -9,10 +9,12 @@
 
 #define DEFLATE_DEFAULT_LEVEL 6     /* zlib's Z_DEFAULT_COMPRESSION, as qemu */
 #define DEFLATE_MAX_LEVEL 12
+#define DEFLATE_LEVEL_STORED (-1)   /* a valid stream of uncompressed blocks */
 
 enum deflate_wrap { DEFLATE_RAW, DEFLATE_ZLIB };
 
-/* Compress n bytes into out (cap bytes) at level 1..12 (0: default).
+/* Compress n bytes into out (cap bytes) at level 1..12 (0: default,
+ * DEFLATE_LEVEL_STORED: stored blocks only).
  * Returns the compressed length, -ENOSPC when it does not fit, -ENOMEM. */
 long deflate_compress(enum deflate_wrap wrap, int level, const void *in, size_t n, void *out,
                       size_t cap);

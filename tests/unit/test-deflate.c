@@ -69,6 +69,16 @@ int main(void)
     ok(round_trip(buf, CS), "random data round-trips");
     ok(!deflate_incompressible(buf, CS, 2 * CS), "random data fits a large enough buffer");
     ok(!deflate_incompressible(buf, 1024, 1023), "short inputs are never judged");
+    {
+        uint8_t *st = malloc(CS + 1024), *back = malloc(CS);
+        long sl = deflate_compress(DEFLATE_ZLIB, DEFLATE_LEVEL_STORED, buf, CS, st, CS + 1024);
+        uLongf bl = CS;
+        ok(sl > CS && sl < CS + 64, "stored level: a few bytes of block headers (%ld)", sl);
+        ok(sl > 0 && uncompress(back, &bl, st, (uLong)sl) == Z_OK && bl == CS && !memcmp(back, buf, CS),
+           "stored level: a zlib stream that inflates back");
+        free(st);
+        free(back);
+    }
 
     /* a flat histogram but a repeated 1 KiB block: deflate finds the matches */
     for (size_t i = 1024; i < CS; i++)

@@ -96,7 +96,11 @@ out:
 long vmdk_compress_grain(int level, const void *buf, size_t len, void *dst, size_t cap)
 {
     /* A zlib stream, as qemu's compress() writes (libdeflate: the same
-     * format, faster at the same level). */
+     * format, faster at the same level). Random or already compressed data
+     * would come out of the real encoder as stored blocks anyway: store it
+     * without the match search. */
+    if (deflate_incompressible(buf, len, len))
+        return deflate_compress(DEFLATE_ZLIB, DEFLATE_LEVEL_STORED, buf, len, dst, cap);
     return deflate_compress(DEFLATE_ZLIB, level, buf, len, dst, cap);
 }
 
