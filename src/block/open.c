@@ -117,7 +117,7 @@ static int split_protocol_opts(const struct blk_driver *drv, struct kvopts *opts
         }
         char *key = xstrdup(k);     /* kvopts_del frees the stored one */
         if (strcmp(key, "file.driver"))
-            kvopts_set(popts, key + 5, opts->v[i].val);
+            kvopts_set_json(popts, key + 5, opts->v[i].val, opts->v[i].json_type);
         kvopts_del(opts, key);
         free(key);
     }
@@ -186,7 +186,7 @@ static char *format_node_name(const struct blk_driver *drv, const struct blk_dri
     json_object_set_new(o, "file", c);
     for (size_t i = 0; opts && i < opts->n; i++)
         if (is_strong_opt(drv, opts->v[i].key))
-            json_object_set_new(o, opts->v[i].key, json_string(opts->v[i].val));
+            json_object_set_new(o, opts->v[i].key, qjson_opt_value(&opts->v[i]));
     strbuf_init(&sb);
     strbuf_puts(&sb, "json:");
     qjson_compact(&sb, o);

@@ -464,12 +464,12 @@ static int json_flatten(struct kvopts *o, const char *prefix, json_t *v, struct 
             kvopts_set(o, key, json_string_value(m));
         else if (json_is_integer(m)) {
             snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(m));
-            kvopts_set(o, key, buf);
+            kvopts_set_json(o, key, buf, 'i');
         } else if (json_is_real(m)) {
             snprintf(buf, sizeof(buf), "%.17g", json_real_value(m));
-            kvopts_set(o, key, buf);
+            kvopts_set_json(o, key, buf, 'r');
         } else if (json_is_boolean(m))
-            kvopts_set(o, key, json_is_true(m) ? "on" : "off");
+            kvopts_set_json(o, key, json_is_true(m) ? "on" : "off", 'b');
         else
             r = err_set(err, EINVAL, "Invalid JSON value for '%s'", key);
         free(key);

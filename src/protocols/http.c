@@ -331,7 +331,12 @@ static char *node_name(const char *driver, const char *url, const struct kvopts 
         /* the default sslverify changes nothing */
         if (!strcmp(strong[i], "sslverify") && kvopts_parse_bool("sslverify", v, &b, NULL) == 0 && b)
             continue;
-        json_object_set_new(o, strong[i], json_string(v));
+        /* the value as given (a json: boolean stays a boolean) */
+        const struct kvopt *kv = NULL;
+        for (size_t k = opts->n; k > 0 && !kv; k--)
+            if (!strcmp(opts->v[k - 1].key, strong[i]))
+                kv = &opts->v[k - 1];
+        json_object_set_new(o, strong[i], qjson_opt_value(kv));
         plain = false;
     }
     if (plain) {

@@ -51,12 +51,20 @@ static void kvopts_push(struct kvopts *o, char *key, char *val)
     }
     o->v[o->n].key = key;
     o->v[o->n].val = val;
+    o->v[o->n].json_type = 0;
     o->n++;
 }
 
 int kvopts_set(struct kvopts *o, const char *key, const char *val)
 {
     kvopts_push(o, xstrdup(key), xstrdup(val));
+    return 0;
+}
+
+int kvopts_set_json(struct kvopts *o, const char *key, const char *val, char json_type)
+{
+    kvopts_push(o, xstrdup(key), xstrdup(val));
+    o->v[o->n - 1].json_type = json_type;
     return 0;
 }
 
@@ -110,7 +118,7 @@ char *kvopts_take(struct kvopts *o, const char *key)
 int kvopts_copy(struct kvopts *dst, const struct kvopts *src)
 {
     for (size_t i = 0; i < src->n; i++)
-        kvopts_set(dst, src->v[i].key, src->v[i].val);
+        kvopts_set_json(dst, src->v[i].key, src->v[i].val, src->v[i].json_type);
     dst->help = dst->help || src->help;
     return 0;
 }

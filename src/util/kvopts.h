@@ -24,6 +24,10 @@ struct opt_desc {
 struct kvopt {
     char *key;
     char *val;
+    /* The JSON type a json:{...} filename gave the value ('i' integer,
+     * 'r' real, 'b' boolean as on/off; 0 text): node names print it back
+     * with that type, as qemu does. */
+    char json_type;
 };
 
 struct kvopts {
@@ -43,6 +47,8 @@ void kvopts_release(struct kvopts *o);
  * keys and bad values are found by kvopts_validate()/the typed getters. */
 int kvopts_parse(struct kvopts *o, const char *str, const char *implied_key, struct err *err);
 int kvopts_set(struct kvopts *o, const char *key, const char *val);
+/* kvopts_set with the value's JSON type (struct kvopt.json_type). */
+int kvopts_set_json(struct kvopts *o, const char *key, const char *val, char json_type);
 const char *kvopts_get(const struct kvopts *o, const char *key);
 bool kvopts_has(const struct kvopts *o, const char *key);
 void kvopts_del(struct kvopts *o, const char *key);

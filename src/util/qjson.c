@@ -22,6 +22,7 @@
  *    in keys shown as ' ', containers as "key:" then their members one level
  *    deeper, list items as "[i]:", 4 spaces per level. */
 #include "util/qjson.h"
+#include "util/kvopts.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -357,4 +358,18 @@ void qjson_human(struct strbuf *sb, const json_t *v, int indent)
     strbuf_add(sb, "", 0);
     if (v)
         human_value(sb, v, indent);
+}
+
+json_t *qjson_opt_value(const struct kvopt *kv)
+{
+    switch (kv->json_type) {
+    case 'i':
+        return json_integer((json_int_t)strtoll(kv->val, NULL, 10));
+    case 'r':
+        return json_real(strtod(kv->val, NULL));
+    case 'b':
+        return json_boolean(!strcmp(kv->val, "on"));
+    default:
+        return json_string(kv->val);
+    }
 }

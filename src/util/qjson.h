@@ -30,4 +30,9 @@ unsigned qjson_qdict_bucket(const char *key);
  * members, same key order and escapes (used for "json:{...}" filenames). */
 void qjson_compact(struct strbuf *sb, const json_t *v);
 
+struct kvopt;
+/* An option's value as a JSON value of the type it was given in (a
+ * json:{...} filename) or a string: node names show it as qemu does. */
+json_t *qjson_opt_value(const struct kvopt *kv);
+
 #endif

@@ -234,6 +234,8 @@ if [ "$HTTPS" = 1 ] && [ "$ORACLE_HTTP" = 1 ]; then
     same "https sslverify=off: info json" -- \
         info --output=json --image-opts "driver=https,url=$HS/src.raw,sslverify=off"
     same "https json: qcow2: info" -- info "$JQ"
+    JB="json:{\"driver\":\"qcow2\",\"file\":{\"driver\":\"https\",\"url\":\"$HS/src.qcow2\",\"sslverify\":false}}"
+    same "https json: sslverify as a JSON boolean keeps its type in the name" -- info "$JB"
     same "https json: qcow2: info json" -- info --output=json "$JQ"
     same "https json: raw: map" -- map "$JS"
     same "https json: qcow2: map json" -- map --output=json "$JQ"
