@@ -115,6 +115,9 @@ int blk_create_file(const char *filename, struct kvopts *opts, struct err *err);
 /* Log one check line through res->log. */
 void blk_check_log(struct blk_check_result *res, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* get_info for formats qemu gives no bdrv_get_info (dmg, bochs, cloop):
+ * -ENOTSUP, instead of the core's default of answering with the file's. */
+int blk_get_info_unsupported(struct bds *bs, struct blk_info *bi);
 /* A line qemu's driver would print on stderr by itself (corruption
  * notices and the like); see block/message.c. */
 void blk_message(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

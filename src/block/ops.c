@@ -6,6 +6,13 @@
 
 #include "block/driver.h"
 
+int blk_get_info_unsupported(struct bds *bs, struct blk_info *bi)
+{
+    (void)bs;
+    (void)bi;
+    return -ENOTSUP;
+}
+
 int blk_get_info(struct bds *bs, struct blk_info *bi)
 {
     memset(bi, 0, sizeof(*bi));

@@ -233,12 +233,6 @@ static int bochs_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
     return 0;
 }
 
-static int bochs_get_info(struct bds *bs, struct blk_info *bi)
-{
-    (void)bs; (void)bi;
-    return -ENOTSUP;        /* qemu's bochs has no bdrv_get_info */
-}
-
 const struct blk_driver bochs_driver = {
     .name = "bochs",
     .kind = BLK_KIND_FORMAT,
@@ -248,5 +242,5 @@ const struct blk_driver bochs_driver = {
     .open = bochs_open,
     .close = bochs_close,
     .pread = bochs_pread,
-    .get_info = bochs_get_info,
+    .get_info = blk_get_info_unsupported,   /* qemu's bochs has none */
 };

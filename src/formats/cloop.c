@@ -235,12 +235,6 @@ static int cloop_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
     return r;
 }
 
-static int cloop_get_info(struct bds *bs, struct blk_info *bi)
-{
-    (void)bs; (void)bi;
-    return -ENOTSUP;        /* qemu's cloop has no bdrv_get_info */
-}
-
 const struct blk_driver cloop_driver = {
     .name = "cloop",
     .kind = BLK_KIND_FORMAT,
@@ -250,5 +244,5 @@ const struct blk_driver cloop_driver = {
     .open = cloop_open,
     .close = cloop_close,
     .pread = cloop_pread,
-    .get_info = cloop_get_info,
+    .get_info = blk_get_info_unsupported,   /* qemu's cloop has none */
 };

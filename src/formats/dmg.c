@@ -678,12 +678,6 @@ static int dmg_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
     return 0;
 }
 
-static int dmg_get_info(struct bds *bs, struct blk_info *bi)
-{
-    (void)bs; (void)bi;
-    return -ENOTSUP;        /* qemu's dmg has no bdrv_get_info */
-}
-
 const struct blk_driver dmg_driver = {
     .name = "dmg",
     .kind = BLK_KIND_FORMAT,
@@ -694,5 +688,5 @@ const struct blk_driver dmg_driver = {
     .close = dmg_close,
     .pread = dmg_pread,
     .get_length = dmg_get_length,
-    .get_info = dmg_get_info,
+    .get_info = blk_get_info_unsupported,   /* qemu's dmg has none */
 };

@@ -126,4 +126,19 @@ static inline int done_testing(void)
 #define is_uint(got, want, ...) tap_is_uint((uintmax_t)(got), (uintmax_t)(want), __FILE__, __LINE__, __VA_ARGS__)
 #define is_str(got, want, ...) tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
 
+/* Hex text ("00ff...") to bytes, at most max; returns how many were read
+ * (known-answer vectors). */
+static inline size_t unhex(const char *s, uint8_t *out, size_t max)
+{
+    size_t n = 0;
+    while (s[0] && s[1] && n < max) {
+        unsigned v;
+        if (sscanf(s, "%2x", &v) != 1)
+            break;
+        out[n++] = (uint8_t)v;
+        s += 2;
+    }
+    return n;
+}
+
 #endif

@@ -23,18 +23,6 @@
 #include <nettle/xts.h>
 #endif
 
-static size_t unhex(const char *s, uint8_t *out, size_t max)
-{
-    size_t n = 0;
-    while (s[0] && s[1] && n < max) {
-        unsigned v;
-        sscanf(s, "%2x", &v);
-        out[n++] = (uint8_t)v;
-        s += 2;
-    }
-    return n;
-}
-
 static const struct {
     enum crypto_cipher_alg alg;
     const char *key, *pt, *ct, *src;

@@ -16,18 +16,6 @@
 #include "util/secret.h"
 #include "util/xalloc.h"
 
-static size_t unhex(const char *s, uint8_t *out, size_t max)
-{
-    size_t n = 0;
-    while (s[0] && s[1] && n < max) {
-        unsigned v;
-        sscanf(s, "%2x", &v);
-        out[n++] = (uint8_t)v;
-        s += 2;
-    }
-    return n;
-}
-
 /* First 592 bytes of `qemu-img create -f luks -o key-secret=s,iter-time=10`. */
 static const char *const qemu_header =
     "4c554b53babe000161657300000000000000000000000000000000000000000000000000000000007874732d706c6169"
