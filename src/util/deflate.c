@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define POOL_MAX 32
 
@@ -103,10 +104,38 @@ static bool flat_histogram(const uint8_t *p, size_t n)
     return sq <= uniform + uniform / 32;
 }
 
+/* Number of positions whose next 4 bytes also start somewhere in the
+ * preceding 32 KiB (deflate's largest window), up to limit. A hash table of
+ * the last position per 4-byte hash finds nearly every repeat of real data
+ * (which has thousands); in n random bytes a repeat is a chance of about
+ * n * 32768 / 2^32, so random data gives 0 or 1. */
+static unsigned repeats(const uint8_t *p, size_t n, unsigned limit)
+{
+    enum { HASH_BITS = 12, WINDOW = 32768 };
+    uint32_t last[1u << HASH_BITS];
+    unsigned found = 0;
+
+    memset(last, 0xff, sizeof(last));
+    for (size_t i = 0; i + 4 <= n; i++) {
+        uint32_t v;
+        memcpy(&v, p + i, 4);
+        uint32_t h = (v * 2654435761u) >> (32 - HASH_BITS);
+        uint32_t j = last[h];
+        last[h] = (uint32_t)i;
+        if (j != UINT32_MAX && i - j <= WINDOW && memcmp(p + j, &v, 4) == 0 && ++found >= limit)
+            break;
+    }
+    return found;
+}
+
 bool deflate_incompressible(const void *in, size_t n, size_t cap)
 {
     if (n < 4096 || n > (1u << 24) || !flat_histogram(in, n))
         return false;
+    /* Flat and without repeated strings: no deflate encoder gets it below
+     * its own length, let alone into a smaller buffer. */
+    if (cap < n && repeats(in, n, 4) < 4)
+        return true;
     void *out = malloc(cap ? cap : 1);
     if (!out)
         return false;

@@ -20,8 +20,9 @@ long deflate_compress(enum deflate_wrap wrap, int level, const void *in, size_t 
                       size_t cap);
 
 /* True when n bytes of in certainly do not deflate into cap bytes: their
- * byte histogram is flat (random or already compressed data) and a fast
- * level-1 pass with a 32 KiB window does not fit either. Lets a caller whose
+ * byte histogram is flat (random or already compressed data) and either no
+ * 4-byte string repeats within 32 KiB (cap < n) or a fast level-1 pass with
+ * a 32 KiB window does not fit either. Lets a caller whose
  * format requires a slower encoder (zlib with a small window) skip data that
  * would be stored uncompressed anyway. */
 bool deflate_incompressible(const void *in, size_t n, size_t cap);

@@ -85,6 +85,15 @@ int main(void)
         buf[i] = buf[i % 1024];
     ok(!deflate_incompressible(buf, CS, CS - 1), "repeated random block is compressible");
 
+    /* random, but one 4 KiB block repeats the one before (qcow2's window) */
+    fill_random(buf, CS);
+    memcpy(buf + 20480, buf + 16384, 4096);
+    ok(!deflate_incompressible(buf, CS, CS - 1), "a 4 KiB block repeated at 4 KiB is compressible");
+    /* random with a single 64-byte repeat: few matches, the level-1 pass decides */
+    fill_random(buf, CS);
+    memcpy(buf + 40000, buf + 30000, 64);
+    ok(deflate_incompressible(buf, CS, CS - 1), "one short repeat in random data saves nothing");
+
     fill_text(buf, CS);
     ok(!deflate_incompressible(buf, CS, CS - 1), "text is compressible");
     ok(round_trip(buf, CS), "text round-trips");
