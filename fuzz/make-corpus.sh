@@ -231,6 +231,16 @@ seed luks aes-xts luks.img
 img create "${SECRET[@]}" -f luks -o key-secret=sec0,iter-time=10,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256 luks-cbc.img 64k
 put luks aes-cbc-essiv luks-cbc.img
 
+# ---- read-only formats qemu-img cannot create (bochs, cloop, dmg): the
+# deterministic images of the interop tests, hostile variants included
+mkdir -p ro
+python3 "$here/../tests/interop/gen-ro-images.py" ro >/dev/null
+for f in ro/*.bochs ro/*.cloop ro/*.dmg; do
+    [ -f "$f" ] || continue
+    b=${f##*/}
+    put "${b##*.}" "${b%.*}" "$f"
+done
+
 # ---- raw (probe only)
 put probe raw raw-data.img
 
