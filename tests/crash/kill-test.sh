@@ -9,8 +9,8 @@
 # time]. After every kill:
 #   - the real `qemu-img check` must find no corruption: exit 0 or 3 (leaks
 #     are what an interrupted allocation may leave); an image with the dirty
-#     bit (lazy refcounts) must be repaired by `check -r all` and then be
-#     clean, as qemu repairs it when it opens it;
+#     bit (lazy refcounts, an interrupted snapshot delete) must be repaired
+#     by a read-write open of the real tools (qemu-io) and then be clean;
 #   - data that a completed qimg command wrote (and so flushed) before the
 #     killed one started must read back unchanged (real `qemu-img compare`
 #     against a raw reference), and what the killed command was copying must
@@ -158,8 +158,13 @@ op_cmd() {
     esac
 }
 
-# qcheck IMAGE: the real qemu-img check; 0 or 3 pass; a dirty image must be
-# repaired by check -r all. Prints the problem and returns 1 otherwise.
+# qcheck IMAGE: the real qemu-img check; 0 or 3 pass. A dirty image (v3
+# dirty bit: lazy refcounts, or qimg's snapshot delete between its refcount
+# decreases and the OFLAG_COPIED update) must be repaired by what repairs it
+# in real use: the next read-write open (qemu's qcow2_do_open checks and
+# fixes dirty images; `qemu-io -c quit` is such an open and writes nothing
+# else), after which check must find no corruption. Prints the problem and
+# returns 1 otherwise.
 qcheck() {
     local out rc
     out=$("$QEMU_IMG" check -f qcow2 "$1" 2>&1); rc=$?
@@ -168,10 +173,13 @@ qcheck() {
         2)
             if "$QEMU_IMG" info -f qcow2 --output=json "$1" 2>/dev/null | grep -q '"dirty-flag": true'; then
                 local out2 rc2
-                out2=$("$QEMU_IMG" check -r all -f qcow2 "$1" 2>&1)
+                out2=$("$QEMU_IO" -f qcow2 -c quit "$1" 2>&1)
                 out2+=$'\n'$("$QEMU_IMG" check -f qcow2 "$1" 2>&1); rc2=$?
-                [ "$rc2" -eq 0 ] || [ "$rc2" -eq 3 ] && return 0
-                echo "dirty image still corrupt after check -r all (exit $rc2): $out2"
+                if [ "$rc2" -eq 0 ] || [ "$rc2" -eq 3 ]; then
+                    echo dirty >>dirty.log
+                    return 0
+                fi
+                echo "dirty image still corrupt after a read-write open (exit $rc2): $out2"
                 return 1
             fi ;;
     esac
@@ -180,7 +188,10 @@ qcheck() {
     # other way round, which would let a write hit a shared cluster), and
     # a kill in between leaves "refcount 1, flag missing", which check
     # counts as an error but which loses nothing and `check -r all` fixes.
-    # qemu-img 7.2 leaves the same window (run this script with
+    # On v3 images qimg sets the dirty bit over that window, so they take
+    # the branch above; what remains here is v2 images (no dirty bit: the
+    # errors stay until `check -r all`), and qemu-img 7.2 itself, which
+    # leaves the window open on any version (run this script with
     # QIMG=qemu-img). Anything else is a failure.
     if [ "$rc" = 2 ] && benign_copied "$out"; then
         cp --sparse=always "$1" repair.qcow2
@@ -304,7 +315,7 @@ for op in $OPS; do
     problems=()
     killed=0 finished=0
     UNOPENABLE=0
-    rm -f benign.log
+    rm -f benign.log dirty.log
     for ((i = 1; i <= RUNS; i++)); do
         op_setup "$op"
         delay=$(rand_us "$span")
@@ -330,6 +341,7 @@ for op in $OPS; do
     done
     summary="crash $op: $RUNS runs ($killed killed, $finished finished first; run ${span}us)"
     [ "$UNOPENABLE" -gt 0 ] && summary+=", $UNOPENABLE half-created targets"
+    [ -f dirty.log ] && summary+=", $(wc -l <dirty.log) dirty (repaired by the next read-write open)"
     [ -f benign.log ] && summary+=", $(wc -l <benign.log) in the refcount-1/OFLAG_COPIED window (repaired by check -r all)"
     if [ ${#problems[@]} -eq 0 ]; then
         pass "$summary, no corruption"

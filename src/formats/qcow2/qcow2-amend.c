@@ -341,7 +341,7 @@ static int change_refcount_order(struct bds *bs, unsigned order, struct amend_pr
         if (b.allocated) {
             int64_t off;
             if (free_rt_off)
-                qcow2_free_clusters(bs, free_rt_off, alloc_rt_size * 8);
+                qcow2_free_clusters(bs, free_rt_off, alloc_rt_size * 8, QCOW2_DISCARD_NEVER);
             free_rt_off = 0;
             off = qcow2_alloc_clusters(bs, b.rt_size * 8);
             if (off < 0) {
@@ -414,10 +414,10 @@ done:
         for (uint64_t i = 0; i < b.rt_size; i++) {
             uint64_t off = b.rt[i] & QCOW2_REFT_OFFSET_MASK;
             if (off)
-                qcow2_free_clusters(bs, off, s->cluster_size);
+                qcow2_free_clusters(bs, off, s->cluster_size, QCOW2_DISCARD_OTHER);
         }
         if (free_rt_off)
-            qcow2_free_clusters(bs, free_rt_off, b.rt_size * 8);
+            qcow2_free_clusters(bs, free_rt_off, b.rt_size * 8, QCOW2_DISCARD_OTHER);
     }
     free(b.rt);
     free(b.blk);
@@ -431,45 +431,6 @@ done:
 }
 
 /* --- downgrade --- */
-
-static bool ranges_meet(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
-{
-    return alen && blen && a < b + blen && b < a + alen;
-}
-
-/* Does [off, off+len) touch metadata we know of? Zeroing it would destroy
- * the image (qemu's overlap check, default set). */
-static bool overlaps_metadata(struct bds *bs, uint64_t off, uint64_t len)
-{
-    struct qcow2_state *s = qcow2_st(bs);
-    uint64_t cs = s->cluster_size;
-#define OVERLAP(o, l) ranges_meet(off, len, (o), (l))
-
-    if (OVERLAP(0, cs))
-        return true;
-    if (OVERLAP(s->l1_offset, (uint64_t)s->l1_size * 8))
-        return true;
-    if (OVERLAP(s->reftable_offset, s->reftable_size * 8))
-        return true;
-    if (s->nb_snapshots && OVERLAP(s->snapshots_offset, s->snapshots_size))
-        return true;
-    for (uint64_t i = 0; i < s->reftable_size; i++) {
-        uint64_t o = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
-        if (o && OVERLAP(o, cs))
-            return true;
-    }
-    for (uint32_t i = 0; i < s->l1_size; i++) {
-        uint64_t o = s->l1[i] & QCOW2_L1E_OFFSET_MASK;
-        if (o && OVERLAP(o, cs))
-            return true;
-    }
-    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-        if (OVERLAP(s->snapshots[i].l1_offset, (uint64_t)s->snapshots[i].l1_size * 8))
-            return true;
-    }
-#undef OVERLAP
-    return false;
-}
 
 /* Turn the zero clusters reachable from one L1 table into data clusters (or
  * unallocated ones where nothing shows through). The active L1's tables go
@@ -544,9 +505,9 @@ static int expand_l1(struct bds *bs, const uint64_t *l1, uint64_t l1_size, bool 
                 off = (uint64_t)a;
                 if (l2ref > 1) {
                     /* A shared table: the new cluster is as shared. */
-                    r = qcow2_update_refcount(bs, off, cs, l2ref - 1, false);
+                    r = qcow2_update_refcount(bs, off, cs, l2ref - 1, false, QCOW2_DISCARD_OTHER);
                     if (r < 0) {
-                        qcow2_free_clusters(bs, off, cs);
+                        qcow2_free_clusters(bs, off, cs, QCOW2_DISCARD_OTHER);
                         goto out;
                     }
                 }
@@ -556,13 +517,19 @@ static int expand_l1(struct bds *bs, const uint64_t *l1, uint64_t l1_size, bool 
                         goto out;
                 }
             }
-            if (qcow2_off_in_cluster(s, off) || overlaps_metadata(bs, off, cs)) {
+            if (qcow2_off_in_cluster(s, off)) {
                 qcow2_signal_corruption(bs, true, "Cluster allocation offset %#" PRIx64
                                         " unaligned (L2 offset: %#" PRIx64 ", L2 index: %#x)",
                                         off, l2off, (unsigned)j);
-                if (plain)
-                    qcow2_free_clusters(bs, off, cs);
                 r = -EIO;
+            } else {
+                /* The same overlap check (and corruption event) as guest
+                 * data writes: zeroing metadata would destroy the image. */
+                r = qcow2_pre_write_check(bs, off, cs);
+            }
+            if (r < 0) {
+                if (plain)
+                    qcow2_free_clusters(bs, off, cs, QCOW2_DISCARD_ALWAYS);
                 goto out;
             }
             /* Allocated like qemu does (a zeroed range, also past the end
@@ -572,7 +539,7 @@ static int expand_l1(struct bds *bs, const uint64_t *l1, uint64_t l1_size, bool 
                 r = blk_pwrite(s->data_file, off, cs, zeros, 0);
             if (r < 0) {
                 if (plain)
-                    qcow2_free_clusters(bs, off, cs);
+                    qcow2_free_clusters(bs, off, cs, QCOW2_DISCARD_ALWAYS);
                 goto out;
             }
             qcow2_l2e_set(s, t, j, off | (l2ref == 1 ? QCOW2_OFLAG_COPIED : 0));

@@ -592,7 +592,7 @@ static int dir_replace(struct bds *bs, struct bm_dirent *d, uint32_t n)
     if (r < 0)
         goto fail;
     if (old_size)
-        qcow2_free_clusters(bs, old_off, old_size);
+        qcow2_free_clusters(bs, old_off, old_size, QCOW2_DISCARD_OTHER);
     dir_free(b->dir, b->ndir);
     b->dir = d;
     b->ndir = n;
@@ -600,7 +600,7 @@ static int dir_replace(struct bds *bs, struct bm_dirent *d, uint32_t n)
 
 fail:
     if (new_off > 0)
-        qcow2_free_clusters(bs, (uint64_t)new_off, new_size);
+        qcow2_free_clusters(bs, (uint64_t)new_off, new_size, QCOW2_DISCARD_OTHER);
     s->bitmap_dir_offset = old_off;
     s->bitmap_dir_size = old_size;
     s->nb_bitmaps = old_nb;
@@ -666,8 +666,8 @@ static void table_free_clusters(struct bds *bs, uint64_t off, uint32_t size)
         return;
     for (uint32_t i = 0; i < size; i++)
         if (t[i] & BME_TE_OFFSET)
-            qcow2_free_clusters(bs, t[i] & BME_TE_OFFSET, s->cluster_size);
-    qcow2_free_clusters(bs, off, (uint64_t)size * 8);
+            qcow2_free_clusters(bs, t[i] & BME_TE_OFFSET, s->cluster_size, QCOW2_DISCARD_ALWAYS);
+    qcow2_free_clusters(bs, off, (uint64_t)size * 8, QCOW2_DISCARD_OTHER);
     free(t);
 }
 
@@ -758,7 +758,7 @@ static int store_bitmap(struct bds *bs, struct bm_mem *m, uint64_t *tbl_off, uin
     }
     r = blk_pwrite(bs->file, (uint64_t)off, n * 8, raw, 0);
     if (r < 0) {
-        qcow2_free_clusters(bs, (uint64_t)off, n * 8);
+        qcow2_free_clusters(bs, (uint64_t)off, n * 8, QCOW2_DISCARD_OTHER);
         goto fail;
     }
     *tbl_off = (uint64_t)off;
@@ -771,7 +771,7 @@ static int store_bitmap(struct bds *bs, struct bm_mem *m, uint64_t *tbl_off, uin
 fail:
     for (uint64_t i = 0; t && i < n; i++)
         if (t[i])
-            qcow2_free_clusters(bs, t[i], s->cluster_size);
+            qcow2_free_clusters(bs, t[i], s->cluster_size, QCOW2_DISCARD_ALWAYS);
     free(raw);
     free(buf);
     free(t);

@@ -412,7 +412,7 @@ static void compare_refcounts(struct bds *bs, struct blk_check_result *res, int 
                       fixed ? "Repairing" : r1 < r2 ? "ERROR" : "Leaked", (int64_t)i, r1, r2);
         if (fixed) {
             uint64_t d = r1 > r2 ? r1 - r2 : r2 - r1;
-            if (qcow2_update_refcount(bs, i << s->cluster_bits, 1, d, r1 > r2) >= 0) {
+            if (qcow2_update_refcount(bs, i << s->cluster_bits, 1, d, r1 > r2, QCOW2_DISCARD_ALWAYS) >= 0) {
                 (*fixed)++;
                 continue;
             }
@@ -490,7 +490,12 @@ static int write_refblocks(struct bds *bs, struct imrt *t, uint64_t first, uint6
         if (imrt_bytes(s, t->n) < (idx + 1) * s->cluster_size &&
             imrt_resize(s, t, (idx + 1) * rbsize) < 0)
             return -ENOMEM;
-        r = blk_pwrite(bs->file, rb_off, s->cluster_size, t->a + idx * s->cluster_size, 0);
+        /* Against the old structures still in memory, like qemu: an old
+         * refblock entry the new block would overwrite (even a corrupt,
+         * unaligned one) fails the rebuild. */
+        r = qcow2_overlap_check(bs, rb_off, s->cluster_size, false);
+        if (r == 0)
+            r = blk_pwrite(bs->file, rb_off, s->cluster_size, t->a + idx * s->cluster_size, 0);
         if (r < 0)
             return r;
         c = start + rbsize - 1;
@@ -538,7 +543,9 @@ static int rebuild_refcounts(struct bds *bs, struct blk_check_result *res, struc
         }
         for (uint64_t i = 0; i < rt_n; i++)
             put_be64(raw + 8 * i, rt[i]);
-        r = blk_pwrite(bs->file, rt_off, rt_n * 8, raw, 0);
+        r = qcow2_overlap_check(bs, rt_off, rt_n * 8, false);
+        if (r == 0)
+            r = blk_pwrite(bs->file, rt_off, rt_n * 8, raw, 0);
         free(raw);
         if (r < 0) {
             err_set_errno(err, -r, "ERROR writing reftable");

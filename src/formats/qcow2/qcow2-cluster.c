@@ -196,7 +196,7 @@ int qcow2_grow_l1(struct bds *bs, uint64_t min_size, bool exact)
     free(raw);
     if (r < 0) {
         free(nl);
-        qcow2_free_clusters(bs, (uint64_t)new_off, new_size * 8);
+        qcow2_free_clusters(bs, (uint64_t)new_off, new_size * 8, QCOW2_DISCARD_OTHER);
         return r;
     }
     uint64_t old_off = s->l1_offset, old_size = s->l1_size;
@@ -204,7 +204,7 @@ int qcow2_grow_l1(struct bds *bs, uint64_t min_size, bool exact)
     s->l1 = nl;
     s->l1_offset = (uint64_t)new_off;
     s->l1_size = (uint32_t)new_size;
-    qcow2_free_clusters(bs, old_off, old_size * 8);
+    qcow2_free_clusters(bs, old_off, old_size * 8, QCOW2_DISCARD_OTHER);
     return 0;
 }
 
@@ -257,7 +257,7 @@ static int l2_allocate(struct bds *bs, uint64_t i)
     if (r < 0)
         return r;
     if (old)
-        qcow2_free_clusters(bs, old, s->cluster_size);
+        qcow2_free_clusters(bs, old, s->cluster_size, QCOW2_DISCARD_OTHER);
     return 0;
 }
 
@@ -527,13 +527,13 @@ static int write_alloc(struct bds *bs, uint64_t off, uint64_t len, const uint8_t
         if (r < 0)
             return r;
         for (uint64_t i = 0; i < n; i++)
-            qcow2_free_any_cluster(bs, old[i]);
+            qcow2_free_any_cluster(bs, old[i], QCOW2_DISCARD_NEVER);
     }
     return 0;
 
 undo:
     if (!qcow2_has_data_file(s))
-        qcow2_free_clusters(bs, (uint64_t)host, n * cs);
+        qcow2_free_clusters(bs, (uint64_t)host, n * cs, QCOW2_DISCARD_NEVER);
     return r;
 }
 
@@ -646,7 +646,7 @@ static int zero_subclusters(struct bds *bs, uint64_t off, uint64_t len)
     return 0;
 }
 
-int qcow2_zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap)
+static int zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint64_t cs = s->cluster_size;
@@ -730,7 +730,7 @@ static int qcow2_zeroize_clusters(struct bds *bs, uint64_t off, uint64_t len, bo
             }
             for (uint64_t i = 0; i < n; i++)
                 if (old[i])
-                    qcow2_free_any_cluster(bs, old[i]);
+                    qcow2_free_any_cluster(bs, old[i], QCOW2_DISCARD_REQUEST);
         }
         free(old);
         uint64_t step = min_u64(len, n * cs);
@@ -740,7 +740,8 @@ static int qcow2_zeroize_clusters(struct bds *bs, uint64_t off, uint64_t len, bo
     return 0;
 }
 
-int qcow2_discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full)
+static int discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full,
+                            enum qcow2_discard_type type)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint64_t cs = s->cluster_size;
@@ -801,13 +802,47 @@ int qcow2_discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full
             }
             for (uint64_t i = 0; i < n; i++)
                 if (old[i])
-                    qcow2_free_any_cluster(bs, old[i]);
+                    qcow2_free_any_cluster(bs, old[i], type);
         }
         free(old);
         off += step;
         len -= step;
     }
     return 0;
+}
+
+/* Runs the frees of one request as a batch: the file gets one discard per
+ * contiguous host range afterwards (even after a failure part way, like
+ * qemu; a failed request discards nothing). */
+static bool batch_begin(struct bds *bs)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    bool outer = s->cache_discards;
+    s->cache_discards = true;
+    return outer;
+}
+
+static int batch_end(struct bds *bs, bool outer, int r)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    if (!outer) {
+        s->cache_discards = false;
+        qcow2_process_discards(bs, r);
+    }
+    return r;
+}
+
+int qcow2_discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full,
+                           enum qcow2_discard_type type)
+{
+    bool outer = batch_begin(bs);
+    return batch_end(bs, outer, discard_clusters(bs, off, len, full, type));
+}
+
+int qcow2_zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap)
+{
+    bool outer = batch_begin(bs);
+    return batch_end(bs, outer, zeroize(bs, off, len, unmap));
 }
 
 /* Preallocate clusters for [from, to): metadata always; the file is then

@@ -201,7 +201,7 @@ static int store_compressed(struct bds *bs, uint64_t off, const uint8_t *out, ui
         return (int)host;
     r = blk_pwrite(bs->file, (uint64_t)host, clen, out, 0);
     if (r < 0) {
-        qcow2_free_clusters(bs, (uint64_t)host, clen);
+        qcow2_free_clusters(bs, (uint64_t)host, clen, QCOW2_DISCARD_NEVER);
         return r;
     }
     s->need_file_flush = true;

@@ -84,6 +84,9 @@ static int64_t alloc_noref(struct bds *bs, uint64_t size, uint64_t max)
     uint64_t ref;
     int r;
 
+    /* A cluster queued for discard must be punched before it is reused. */
+    if (s->cache_discards)
+        qcow2_process_discards(bs, 0);
 retry:
     for (uint64_t i = 0; i < n; i++) {
         uint64_t c = s->free_cluster_index++;
@@ -101,7 +104,7 @@ retry:
 }
 
 static int update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
-                           bool decrease);
+                           bool decrease, enum qcow2_discard_type type);
 
 /* Make sure the refcount block for cluster exists; returns -EAGAIN when
  * something was allocated so the caller's free-space search must restart. */
@@ -134,7 +137,7 @@ static int alloc_refblock(struct bds *bs, uint64_t cluster, uint8_t **blk)
             return r;
         qcow2_refcount_set(*blk, ((uint64_t)nb >> s->cluster_bits) & rb_mask, s->refcount_order, 1);
     } else {
-        r = update_refcount(bs, (uint64_t)nb, s->cluster_size, 1, false);
+        r = update_refcount(bs, (uint64_t)nb, s->cluster_size, 1, false, QCOW2_DISCARD_NEVER);
         if (r < 0)
             return r;
         r = qcow2_cache_flush(bs, &s->rb_cache);
@@ -172,8 +175,68 @@ static int alloc_refblock(struct bds *bs, uint64_t cluster, uint8_t **blk)
     return -EAGAIN;
 }
 
+/* Queue the freed cluster at offset for a discard on the file. Runs are
+ * merged when they touch the last one queued; qcow2_process_discards sorts
+ * and merges the rest, so a big free costs one hole punch per contiguous
+ * host range, as in qemu. */
+static void queue_discard(struct bds *bs, uint64_t offset, uint64_t len)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    struct qcow2_discard *d = s->discards;
+
+    if (s->n_discards) {
+        struct qcow2_discard *last = &d[s->n_discards - 1];
+        if (last->offset + last->len == offset) {
+            last->len += len;
+            return;
+        }
+        if (offset + len == last->offset) {
+            last->offset = offset;
+            last->len += len;
+            return;
+        }
+    }
+    if (s->n_discards == s->cap_discards) {
+        size_t nc = s->cap_discards ? s->cap_discards * 2 : 16;
+        d = reallocarray(s->discards, nc, sizeof(*d));
+        if (!d)
+            return;             /* discards are advisory */
+        s->discards = d;
+        s->cap_discards = nc;
+    }
+    s->discards[s->n_discards++] = (struct qcow2_discard){ offset, len };
+}
+
+static int cmp_discard(const void *a, const void *b)
+{
+    const struct qcow2_discard *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+void qcow2_process_discards(struct bds *bs, int ret)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    struct qcow2_discard *d = s->discards;
+    size_t n = s->n_discards;
+
+    /* Empty the queue first: a discard must never run twice. */
+    s->discards = NULL;
+    s->n_discards = s->cap_discards = 0;
+    if (ret >= 0 && n) {
+        qsort(d, n, sizeof(*d), cmp_discard);
+        for (size_t i = 0; i < n;) {
+            uint64_t off = d[i].offset, end = off + d[i].len;
+            for (i++; i < n && d[i].offset <= end; i++)
+                end = max_u64(end, d[i].offset + d[i].len);
+            /* Optional, like qemu: a failure changes nothing. */
+            (void)blk_discard(bs->file, off, end - off);
+        }
+    }
+    free(d);
+}
+
 static int update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
-                           bool decrease)
+                           bool decrease, enum qcow2_discard_type type)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint64_t start, last, rb_mask = (1ULL << s->rb_bits) - 1;
@@ -197,16 +260,17 @@ static int update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64
             if (r < 0) {
                 /* Undo what was done so far (best effort). */
                 if (co > start)
-                    update_refcount(bs, start, co - start, addend, !decrease);
-                return r;
+                    update_refcount(bs, start, co - start, addend, !decrease, QCOW2_DISCARD_NEVER);
+                goto out;
             }
         }
         old_idx = ti;
         ref = qcow2_refcount_get(blk, ci & rb_mask, s->refcount_order);
         if (decrease ? ref < addend : (ref + addend < ref || ref + addend > s->refcount_max)) {
             if (co > start)
-                update_refcount(bs, start, co - start, addend, !decrease);
-            return -EINVAL;
+                update_refcount(bs, start, co - start, addend, !decrease, QCOW2_DISCARD_NEVER);
+            r = -EINVAL;
+            goto out;
         }
         ref = decrease ? ref - addend : ref + addend;
         if (ref == 0 && ci < s->free_cluster_index)
@@ -225,15 +289,21 @@ static int update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64
             }
             qcow2_cache_drop(&s->rb_cache, co);
             qcow2_cache_drop(&s->l2_cache, co);
+            if (s->discard_pass[type])
+                queue_discard(bs, co, s->cluster_size);
         }
     }
-    return 0;
+    r = 0;
+out:
+    if (!s->cache_discards)
+        qcow2_process_discards(bs, r == -EAGAIN ? 0 : r);
+    return r;
 }
 
 int qcow2_update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
-                          bool decrease)
+                          bool decrease, enum qcow2_discard_type type)
 {
-    return update_refcount(bs, offset, len, addend, decrease);
+    return update_refcount(bs, offset, len, addend, decrease, type);
 }
 
 int64_t qcow2_alloc_clusters(struct bds *bs, uint64_t size)
@@ -244,7 +314,7 @@ int64_t qcow2_alloc_clusters(struct bds *bs, uint64_t size)
         off = alloc_noref(bs, size, QCOW2_MAX_CLUSTER_OFFSET);
         if (off < 0)
             return off;
-        r = update_refcount(bs, (uint64_t)off, size, 1, false);
+        r = update_refcount(bs, (uint64_t)off, size, 1, false, QCOW2_DISCARD_NEVER);
     } while (r == -EAGAIN);
     return r < 0 ? r : off;
 }
@@ -266,7 +336,7 @@ int64_t qcow2_alloc_clusters_at(struct bds *bs, uint64_t offset, uint64_t n)
             if (ref)
                 break;
         }
-        r = update_refcount(bs, offset, i << s->cluster_bits, 1, false);
+        r = update_refcount(bs, offset, i << s->cluster_bits, 1, false, QCOW2_DISCARD_NEVER);
     } while (r == -EAGAIN);
     return r < 0 ? r : (int64_t)i;
 }
@@ -304,7 +374,7 @@ int64_t qcow2_alloc_bytes(struct bds *bs, uint64_t size)
                 free_in += s->cluster_size;
             }
         }
-        r = update_refcount(bs, off, size, 1, false);
+        r = update_refcount(bs, off, size, 1, false, QCOW2_DISCARD_NEVER);
         if (r < 0 && r != -EAGAIN)
             return r;
         if (r == -EAGAIN)
@@ -316,22 +386,30 @@ int64_t qcow2_alloc_bytes(struct bds *bs, uint64_t size)
     return (int64_t)off;
 }
 
-void qcow2_free_clusters(struct bds *bs, uint64_t offset, uint64_t size)
+void qcow2_free_clusters(struct bds *bs, uint64_t offset, uint64_t size,
+                         enum qcow2_discard_type type)
 {
     /* A failure leaks clusters; check -r leaks recovers them. */
-    (void)update_refcount(bs, offset, size, 1, true);
+    (void)update_refcount(bs, offset, size, 1, true, type);
 }
 
-void qcow2_free_any_cluster(struct bds *bs, uint64_t entry)
+void qcow2_free_any_cluster(struct bds *bs, uint64_t entry, enum qcow2_discard_type type)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint64_t host, len;
 
-    if (qcow2_has_data_file(s))
+    if (qcow2_has_data_file(s)) {
+        /* No refcounts for guest data there: the data file gets the
+         * discard directly (a raw data file keeps its offsets). */
+        host = entry & QCOW2_L2E_OFFSET_MASK;
+        if (s->discard_pass[type] && host && !(entry & QCOW2_OFLAG_COMPRESSED) &&
+            !qcow2_off_in_cluster(s, host) && !s->data_file->read_only)
+            (void)blk_discard(s->data_file, host, s->cluster_size);
         return;
+    }
     if (entry & QCOW2_OFLAG_COMPRESSED) {
         qcow2_compressed_decode(entry, s->cluster_bits, &host, &len);
-        qcow2_free_clusters(bs, host, len);
+        qcow2_free_clusters(bs, host, len, type);
         return;
     }
     host = entry & QCOW2_L2E_OFFSET_MASK;
@@ -341,7 +419,7 @@ void qcow2_free_any_cluster(struct bds *bs, uint64_t entry)
         qcow2_signal_corruption(bs, false, "Cannot free unaligned cluster %#" PRIx64, host);
         return;
     }
-    qcow2_free_clusters(bs, host, s->cluster_size);
+    qcow2_free_clusters(bs, host, s->cluster_size, type);
 }
 
 uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
@@ -461,7 +539,7 @@ int64_t qcow2_refcount_area(struct bds *bs, uint64_t start, uint64_t additional,
     s->reftable = nt;
     s->reftable_size = table_size;
     s->reftable_offset = table_offset;
-    qcow2_free_clusters(bs, old_off, old_size * 8);
+    qcow2_free_clusters(bs, old_off, old_size * 8, QCOW2_DISCARD_OTHER);
     return (int64_t)end_offset;
 
 fail:

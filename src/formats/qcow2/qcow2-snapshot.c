@@ -223,7 +223,8 @@ static int change_ref(struct bds *bs, uint64_t offset, uint64_t len, int addend)
 {
     int r;
     do {
-        r = qcow2_update_refcount(bs, offset, len, 1, addend < 0);
+        r = qcow2_update_refcount(bs, offset, len, 1, addend < 0,
+                                  addend < 0 ? QCOW2_DISCARD_SNAPSHOT : QCOW2_DISCARD_NEVER);
     } while (r == -EAGAIN);
     return r;
 }
@@ -236,80 +237,18 @@ static bool inside_file(uint64_t offset, uint64_t len, uint64_t flen)
     return offset < flen && len <= flen - offset;
 }
 
-/* Clusters whose refcount dropped to zero, handed to the file as discards
- * afterwards (qemu's pass-discard-snapshot, on by default): runs of
- * adjacent clusters are merged. */
-struct discards {
-    uint64_t (*r)[2];
-    size_t n, cap;
-};
-
-static void discards_note(struct bds *bs, struct discards *d, uint64_t offset, uint64_t len)
-{
-    struct qcow2_state *s = qcow2_st(bs);
-    uint64_t start = offset & ~(s->cluster_size - 1);
-    uint64_t end = align_up_u64(offset + len, s->cluster_size);
-
-    for (uint64_t c = start; c < end; c += s->cluster_size) {
-        uint64_t ref;
-        if (qcow2_get_refcount(bs, c >> s->cluster_bits, &ref) < 0 || ref)
-            continue;
-        if (d->n && d->r[d->n - 1][1] == c) {
-            d->r[d->n - 1][1] = c + s->cluster_size;
-            continue;
-        }
-        if (d->n == d->cap) {
-            size_t nc = d->cap ? d->cap * 2 : 16;
-            uint64_t (*nr)[2] = reallocarray(d->r, nc, sizeof(*nr));
-            if (!nr)
-                continue;       /* discards are advisory */
-            d->r = nr;
-            d->cap = nc;
-        }
-        d->r[d->n][0] = c;
-        d->r[d->n][1] = c + s->cluster_size;
-        d->n++;
-    }
-}
-
-/* Discard the noted clusters that are still unused (one may have been
- * allocated again since it was noted). */
-static void discards_run(struct bds *bs, struct discards *d)
-{
-    struct qcow2_state *s = qcow2_st(bs);
-
-    for (size_t i = 0; i < d->n; i++) {
-        uint64_t run = d->r[i][0];
-        for (uint64_t c = d->r[i][0]; c <= d->r[i][1]; c += s->cluster_size) {
-            uint64_t ref = 1;
-            if (c < d->r[i][1] && qcow2_get_refcount(bs, c >> s->cluster_bits, &ref) < 0)
-                ref = 1;
-            if (c < d->r[i][1] && !ref)
-                continue;
-            if (c > run)
-                (void)blk_discard(bs->file, run, c - run);
-            run = c + s->cluster_size;
-        }
-    }
-    free(d->r);
-    memset(d, 0, sizeof(*d));
-}
-
 /* Free clusters the snapshot code owned (old tables, a deleted snapshot's
- * L1) and discard what became unused. */
-static void free_and_discard(struct bds *bs, uint64_t offset, uint64_t len)
+ * L1); what becomes unused is discarded per type (qcow2_free_clusters). */
+static void free_and_discard(struct bds *bs, uint64_t offset, uint64_t len,
+                             enum qcow2_discard_type type)
 {
-    struct discards d = { 0 };
-
     int64_t flen = blk_getlength(bs->file);
 
     /* A range reaching past the file was never allocated (a corrupt entry):
      * qemu's free fails there and undoes itself, so nothing is freed. */
     if (!len || flen < 0 || !inside_file(offset, len, (uint64_t)flen))
         return;
-    qcow2_free_clusters(bs, offset, len);
-    discards_note(bs, &d, offset, len);
-    discards_run(bs, &d);
+    qcow2_free_clusters(bs, offset, len, type);
 }
 
 /* Walk the tree of the L1 table at l1_offset (the in-memory active table
@@ -321,7 +260,7 @@ static int update_tree_refcounts(struct bds *bs, uint64_t l1_offset, uint32_t l1
 {
     struct qcow2_state *s = qcow2_st(bs);
     bool active = l1_offset == s->l1_offset, l1_modified = false;
-    struct discards d = { 0 };
+    bool outer = s->cache_discards;
     uint64_t *l1 = NULL, ref;
     int64_t flen;
     int r;
@@ -340,6 +279,9 @@ static int update_tree_refcounts(struct bds *bs, uint64_t l1_offset, uint32_t l1
             return r;
     }
 
+    /* Freed clusters are discarded together once the walk is over (qemu's
+     * pass-discard-snapshot, on by default), one request per host run. */
+    s->cache_discards = true;
     for (uint32_t i = 0; i < l1_size; i++) {
         uint64_t l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK, old_l1e = l1[i], new_l1e;
         uint8_t *l2;
@@ -377,8 +319,6 @@ static int update_tree_refcounts(struct bds *bs, uint64_t l1_offset, uint32_t l1
                     }
                     if ((r = change_ref(bs, host, len, addend)) < 0)
                         goto out;
-                    if (addend < 0)
-                        discards_note(bs, &d, host, len);
                 }
                 ref = 2;        /* compressed clusters are never COPIED */
             } else if (!host) {
@@ -399,8 +339,6 @@ static int update_tree_refcounts(struct bds *bs, uint64_t l1_offset, uint32_t l1
                     goto out;
                 if ((r = qcow2_get_refcount(bs, host >> s->cluster_bits, &ref)) < 0)
                     goto out;
-                if (addend < 0 && !ref)
-                    discards_note(bs, &d, host, s->cluster_size);
             }
             if (ref == 1)
                 e |= QCOW2_OFLAG_COPIED;
@@ -413,8 +351,6 @@ static int update_tree_refcounts(struct bds *bs, uint64_t l1_offset, uint32_t l1
             goto out;
         if ((r = qcow2_get_refcount(bs, l2_off >> s->cluster_bits, &ref)) < 0)
             goto out;
-        if (addend < 0 && !ref)
-            discards_note(bs, &d, l2_off, s->cluster_size);
         new_l1e = ref == 1 ? l2_off | QCOW2_OFLAG_COPIED : l2_off;
         if (new_l1e != old_l1e) {
             l1[i] = new_l1e;
@@ -429,7 +365,10 @@ static int update_tree_refcounts(struct bds *bs, uint64_t l1_offset, uint32_t l1
     }
 out:
     /* Like qemu, discard what was freed even when the walk failed. */
-    discards_run(bs, &d);
+    if (!outer) {
+        s->cache_discards = false;
+        qcow2_process_discards(bs, 0);
+    }
     if (!active)
         free(l1);
     return r;
@@ -520,7 +459,7 @@ int qcow2_write_snapshots(struct bds *bs)
         goto fail;
     free(buf);
 
-    free_and_discard(bs, s->snapshots_offset, s->snapshots_size);
+    free_and_discard(bs, s->snapshots_offset, s->snapshots_size, QCOW2_DISCARD_SNAPSHOT);
     s->snapshots_offset = (uint64_t)off;
     s->snapshots_size = size;
     return 0;
@@ -528,7 +467,7 @@ int qcow2_write_snapshots(struct bds *bs)
 fail:
     free(buf);
     if (off > 0)
-        free_and_discard(bs, (uint64_t)off, size);
+        free_and_discard(bs, (uint64_t)off, size, QCOW2_DISCARD_ALWAYS);
     return r;
 }
 
@@ -772,14 +711,35 @@ static int qcow2_snapshot_remove(struct bds *bs, const char *id, const char *nam
         s->snapshots = NULL;
     }
 
-    /* From here on a failure only leaks clusters. */
+    /* From here on a failure only leaks clusters. The refcounts drop
+     * before the active tables get OFLAG_COPIED back (the other order
+     * would let a write reach a shared cluster), so a crash in between
+     * leaves "refcount 1, flag missing" errors. On v3 images the dirty bit
+     * covers that window: it reaches the disk (after everything before
+     * it) ahead of the first decrease and goes only when the flags are
+     * written, so the next read-write open, by qemu or by us, repairs the
+     * image (qemu's qcow2_do_open checks dirty images). v2 has no such
+     * bit; there `qemu-img check -r all` repairs it. */
+    bool was_dirty = s->incompat & QCOW2_INCOMPAT_DIRTY;
+    r = sync_all(bs);
+    if (r == 0)
+        r = qcow2_mark_dirty(bs);
+    if (r < 0)
+        return err_set_errno(err, -r, "Failed to free the cluster and L1 table");
     r = update_tree_refcounts(bs, sn.l1_offset, sn.l1_size, -1);
     if (r < 0)
         return err_set_errno(err, -r, "Failed to free the cluster and L1 table");
-    free_and_discard(bs, sn.l1_offset, (uint64_t)sn.l1_size * 8);
+    free_and_discard(bs, sn.l1_offset, (uint64_t)sn.l1_size * 8, QCOW2_DISCARD_SNAPSHOT);
     r = update_tree_refcounts(bs, s->l1_offset, s->l1_size, 0);
     if (r < 0)
         return err_set_errno(err, -r, "Failed to update snapshot status in disk");
+    if (!was_dirty) {
+        /* update_tree_refcounts flushed the tables; mark_clean flushes
+         * again before it clears the bit. */
+        r = qcow2_mark_clean(bs);
+        if (r < 0)
+            return err_set_errno(err, -r, "Failed to update snapshot status in disk");
+    }
     return 0;
 }
 

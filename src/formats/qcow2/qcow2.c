@@ -261,6 +261,9 @@ static void free_state(struct qcow2_state *s)
     qcow2_free_snapshots(s);
     qcow2_crypt_close(s);
     qcow2_bitmaps_free(s);
+    free(s->discards);
+    s->discards = NULL;
+    s->n_discards = s->cap_discards = 0;
 }
 
 static int open_data_file(struct bds *bs, int flags, struct err *err)
@@ -300,6 +303,13 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
     int r;
 
     (void)opts;
+    /* qemu's pass-discard-* defaults. "request" follows the node's
+     * discard=unmap, which qemu-img sets exactly for the opens that write
+     * zeroes with BDRV_REQ_MAY_UNMAP (convert, commit): the only requests
+     * that reach this driver's REQUEST frees. */
+    s->discard_pass[QCOW2_DISCARD_ALWAYS] = true;
+    s->discard_pass[QCOW2_DISCARD_REQUEST] = true;
+    s->discard_pass[QCOW2_DISCARD_SNAPSHOT] = true;
     memset(h, 0, sizeof(h));
     flen = blk_getlength(bs->file);
     if (flen < 0)
@@ -1009,7 +1019,7 @@ static int qcow2_discard(struct bds *bs, uint64_t off, uint64_t len)
     b = off + len == bs->total_size ? off + len : align_down_u64(off + len, s->cluster_size);
     if (a >= b)
         return 0;
-    return qcow2_discard_clusters(bs, a, b - a, false);
+    return qcow2_discard_clusters(bs, a, b - a, false, QCOW2_DISCARD_REQUEST);
 }
 
 static int qcow2_flush(struct bds *bs)
@@ -1156,7 +1166,7 @@ static int grow_allocated(struct bds *bs, uint64_t old, uint64_t size, enum blk_
     if (got < 0)
         return err_set_errno(err, (int)-got, "Failed to allocate data clusters");
     if ((uint64_t)got != nb) {
-        qcow2_free_clusters(bs, (uint64_t)start, (uint64_t)got * cs);
+        qcow2_free_clusters(bs, (uint64_t)start, (uint64_t)got * cs, QCOW2_DISCARD_OTHER);
         return err_set(err, EIO, "Failed to allocate data clusters");
     }
     r = qcow2_meta_flush(bs);
@@ -1164,7 +1174,7 @@ static int grow_allocated(struct bds *bs, uint64_t old, uint64_t size, enum blk_
         r = blk_truncate(bs->file, (uint64_t)start + nb * cs, false, mode, err);
     if (r < 0) {
         err_prefix(err, "Failed to resize underlying file: ");
-        qcow2_free_clusters(bs, (uint64_t)start, nb * cs);
+        qcow2_free_clusters(bs, (uint64_t)start, nb * cs, QCOW2_DISCARD_OTHER);
         return r;
     }
     host = (uint64_t)start;
@@ -1191,7 +1201,7 @@ static int grow_allocated(struct bds *bs, uint64_t old, uint64_t size, enum blk_
             if (r < 0)
                 return err_set_errno(err, -r, "Failed to update L2 tables");
             for (unsigned i = 0; i < nf; i++)
-                qcow2_free_any_cluster(bs, freed[i]);
+                qcow2_free_any_cluster(bs, freed[i], QCOW2_DISCARD_NEVER);
         }
         guest += n * cs;
         host += n * cs;
@@ -1221,7 +1231,7 @@ int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc 
             return err_set(err, EINVAL, "Preallocation can't be used for shrinking an image");
         uint64_t from = align_up_u64(size, s->cluster_size);
         if (old > from) {
-            r = qcow2_discard_clusters(bs, from, old - from, true);
+            r = qcow2_discard_clusters(bs, from, old - from, true, QCOW2_DISCARD_ALWAYS);
             if (r < 0)
                 return err_set_errno(err, -r, "Failed to discard cropped clusters");
         }
@@ -1235,7 +1245,7 @@ int qcow2_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc 
             if (r < 0)
                 return err_set_errno(err, -r, "Failed to reduce the number of L2 tables");
             qcow2_cache_drop(&s->l2_cache, l2);
-            qcow2_free_clusters(bs, l2, s->cluster_size);
+            qcow2_free_clusters(bs, l2, s->cluster_size, QCOW2_DISCARD_ALWAYS);
         }
         r = qcow2_meta_flush(bs);
         if (r < 0)
@@ -1349,19 +1359,107 @@ static int qcow2_change_backing(struct bds *bs, const char *file, const char *fm
     return 0;
 }
 
+/* qemu's make_completely_empty: reset the file to header, refcount table,
+ * one refcount block and a zeroed L1 table (clusters 0..3+), with the dirty
+ * bit set while the refcounts are wrong, then cut the file there. */
+static int make_completely_empty(struct bds *bs, struct err *err)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size, l1_bytes = (uint64_t)s->l1_size * 8;
+    uint64_t l1_clusters = div_round_up_u64(l1_bytes, cs);
+    uint64_t *nt = NULL;
+    uint8_t be[20];
+    int64_t a;
+    int r;
+
+    r = qcow2_meta_flush(bs);
+    if (r < 0)
+        goto fail;
+    qcow2_cache_drop_all(&s->l2_cache);
+    qcow2_cache_drop_all(&s->rb_cache);
+    r = qcow2_mark_dirty(bs);
+    if (r < 0)
+        goto fail;
+    nt = calloc(cs / 8, 8);
+    if (!nt) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if (l1_clusters) {
+        r = blk_pwrite_zeroes(bs->file, s->l1_offset, l1_clusters * cs, 0);
+        if (r < 0)
+            goto fail;
+    }
+    memset(s->l1, 0, l1_bytes);
+    /* From here the refcounts on disk describe nothing (dirty bit set). */
+    r = blk_pwrite_zeroes(bs->file, cs, (2 + l1_clusters) * cs, 0);
+    if (r < 0)
+        goto fail;
+    put_be64(be, 3 * cs);
+    put_be64(be + 8, cs);
+    put_be32(be + 16, 1);
+    r = blk_pwrite(bs->file, QH_L1_OFFSET, 20, be, 0);
+    if (r == 0)
+        r = blk_flush(bs->file);
+    if (r < 0)
+        goto fail;
+    s->l1_offset = 3 * cs;
+    free(s->reftable);
+    s->reftable = nt;
+    nt = NULL;
+    s->reftable_offset = cs;
+    s->reftable_size = cs / 8;
+    put_be64(be, 2 * cs);
+    r = blk_pwrite(bs->file, cs, 8, be, 0);
+    if (r == 0)
+        r = blk_flush(bs->file);
+    if (r < 0)
+        goto fail;
+    s->reftable[0] = 2 * cs;
+    s->free_cluster_index = 0;
+    s->free_byte_offset = 0;
+    s->cbuf_entry = 0;
+    a = qcow2_alloc_clusters(bs, 3 * cs + l1_bytes);
+    if (a != 0) {
+        r = a < 0 ? (int)a : -EIO;
+        goto fail;
+    }
+    r = qcow2_mark_clean(bs);
+    if (r < 0)
+        goto fail;
+    return blk_truncate(bs->file, (3 + l1_clusters) * cs, true, BLK_PREALLOC_OFF, err);
+
+fail:
+    free(nt);
+    return err_set_errno(err, -r, "Could not empty the image");
+}
+
 static int qcow2_make_empty(struct bds *bs, struct err *err)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint64_t step = s->cluster_size * s->l2_entries;
-    int r;
+    int r = 0;
 
+    /* qemu's conditions: nothing else may own clusters (snapshots,
+     * bitmaps, a LUKS header), the file holds the data, and the first
+     * refcount block covers header, table, itself and the L1 table. */
+    if (s->version >= 3 && !s->nb_snapshots && !s->nb_bitmaps &&
+        s->crypt_method != QCOW2_CRYPT_LUKS && !qcow2_has_data_file(s) &&
+        3 + div_round_up_u64((uint64_t)s->l1_size * 8, s->cluster_size) <= (1ULL << s->rb_bits))
+        return make_completely_empty(bs, err);
+
+    /* Otherwise every active cluster is discarded (slow but general). */
+    s->cache_discards = true;
     for (uint64_t off = 0; off < bs->total_size; off += step) {
         uint64_t n = min_u64(step, bs->total_size - off);
-        r = qcow2_discard_clusters(bs, off, n, true);
+        r = qcow2_discard_clusters(bs, off, n, true, QCOW2_DISCARD_SNAPSHOT);
         if (r < 0)
-            return err_set_errno(err, -r, "Could not empty the image");
+            break;
     }
-    r = qcow2_meta_flush(bs);
+    s->cache_discards = false;
+    qcow2_process_discards(bs, r);
+    if (r == 0)
+        r = qcow2_meta_flush(bs);
     if (r < 0)
         return err_set_errno(err, -r, "Could not empty the image");
     return 0;

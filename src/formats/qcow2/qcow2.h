@@ -52,6 +52,22 @@ struct qcow2_snapshot {
     uint8_t *extra;         /* unknown extra data beyond what we decode */
 };
 
+/* Why clusters are freed, which decides whether the file gets a discard
+ * (hole punch) for them: qemu's enum qcow2_discard_type and its
+ * pass-discard-* defaults (see qcow2_open). */
+enum qcow2_discard_type {
+    QCOW2_DISCARD_NEVER,
+    QCOW2_DISCARD_ALWAYS,
+    QCOW2_DISCARD_REQUEST,      /* guest discard / zero write that may unmap */
+    QCOW2_DISCARD_SNAPSHOT,     /* snapshot delete/apply, make_empty */
+    QCOW2_DISCARD_OTHER,        /* old metadata tables */
+    QCOW2_DISCARD_MAX
+};
+
+struct qcow2_discard {
+    uint64_t offset, len;
+};
+
 struct qcow2_state {
     /* header */
     uint32_t version;
@@ -106,6 +122,11 @@ struct qcow2_state {
     bool need_file_flush;       /* data written since the last flush barrier */
     bool meta_prealloc_checked; /* meta_prealloc below is valid */
     bool meta_prealloc;         /* file looks metadata-preallocated (qemu heuristic) */
+
+    bool discard_pass[QCOW2_DISCARD_MAX];
+    struct qcow2_discard *discards; /* freed host ranges waiting for a discard */
+    size_t n_discards, cap_discards;
+    bool cache_discards;        /* batch: queue until qcow2_process_discards */
 
     uint64_t free_cluster_index;
     uint64_t free_byte_offset;  /* for compressed clusters */
@@ -184,12 +205,17 @@ int qcow2_meta_flush(struct bds *bs);
 int qcow2_refcount_init(struct bds *bs, struct err *err);
 int qcow2_get_refcount(struct bds *bs, uint64_t cluster, uint64_t *ref);
 int qcow2_update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
-                          bool decrease);
+                          bool decrease, enum qcow2_discard_type type);
 int64_t qcow2_alloc_clusters(struct bds *bs, uint64_t size);
 int64_t qcow2_alloc_clusters_at(struct bds *bs, uint64_t offset, uint64_t n);
 int64_t qcow2_alloc_bytes(struct bds *bs, uint64_t size);
-void qcow2_free_clusters(struct bds *bs, uint64_t offset, uint64_t size);
-void qcow2_free_any_cluster(struct bds *bs, uint64_t l2_entry);
+/* Frees: clusters whose refcount reaches 0 are discarded on the file when
+ * type passes (at once, or at qcow2_process_discards while cache_discards
+ * is set; ret < 0 drops the queue without discarding). */
+void qcow2_free_clusters(struct bds *bs, uint64_t offset, uint64_t size,
+                         enum qcow2_discard_type type);
+void qcow2_free_any_cluster(struct bds *bs, uint64_t l2_entry, enum qcow2_discard_type type);
+void qcow2_process_discards(struct bds *bs, int ret);
 int64_t qcow2_refcount_area(struct bds *bs, uint64_t start, uint64_t additional,
                             bool exact, uint64_t new_rb_index, uint64_t new_rb_offset);
 uint64_t qcow2_refcount_metadata_size(uint64_t clusters, uint64_t cluster_size,
@@ -217,7 +243,8 @@ int qcow2_write_l1_entry(struct bds *bs, uint64_t index);
 int qcow2_get_l2(struct bds *bs, uint64_t off, bool alloc, uint8_t **table);
 int qcow2_write_data(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf);
 int qcow2_zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap);
-int qcow2_discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full);
+int qcow2_discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full,
+                           enum qcow2_discard_type type);
 int qcow2_preallocate(struct bds *bs, uint64_t from, uint64_t to, enum blk_prealloc mode,
                       struct err *err);
 
