@@ -487,7 +487,9 @@ static int prl_create(const char *filename, struct kvopts *opts, struct err *err
     if (r == 0 && bat_sectors > 1)
         r = zero_fill(proto, 512, (bat_sectors - 1) << 9);
     if (r == 0)
-        r = blk_flush(proto);
+        /* As qemu, which flushes at close and drops the error: a failing
+         * flush does not fail the create. */
+        blk_flush(proto);
     if (r < 0)
         err_set_errno(err, -r, "Failed to create Parallels image");
     blk_close(proto);

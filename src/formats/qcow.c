@@ -699,7 +699,9 @@ static int qcow_create(const char *filename, struct kvopts *opts, struct err *er
     for (uint64_t i = 0; r == 0 && i < div_round_up_u64(l1_size * 8, 512); i++)
         r = blk_pwrite(proto, header_size + 512 * i, 512, zero, 0);
     if (r == 0)
-        r = blk_flush(proto);
+        /* As qemu, which flushes at close and drops the error: a failing
+         * flush does not fail the create. */
+        blk_flush(proto);
     if (r < 0)
         err_set_errno(err, -r, "Could not write the qcow image");
     blk_close(proto);

@@ -501,7 +501,9 @@ static int vdi_create(const char *filename, struct kvopts *opts, struct err *err
             goto out;
         }
     }
-    r = blk_flush(proto);
+    /* As qemu, which flushes at close and drops the error: a failing
+     * flush does not fail the create. */
+    blk_flush(proto);
 out:
     free(map);
     blk_close(proto);

@@ -110,11 +110,24 @@ done
 for en in EIO; do
     fault "create prealloc=full flush $en" new shape flush $en o.qcow2 -- \
         create -q -f qcow2 -o preallocation=full o.qcow2 4M
+    fault "create -f qcow2 flush $en" new shape flush $en o.qcow2 -- create -q -f qcow2 o.qcow2 4M
+    fault "convert -O qcow2 flush $en" new shape flush $en o.qcow2 -- convert -O qcow2 src.raw o.qcow2
     fault "resize flush $en" mod shape flush $en m-base.qcow2 -- resize m-base.qcow2 +8M
     fault "commit flush $en" mod shape flush $en m-base.qcow2 -- commit m-top.qcow2
     fault "snapshot -c flush $en" mod shape flush $en m-base.qcow2 -- snapshot -c s1 m-base.qcow2
     fault "amend flush $en" mod shape flush $en m-base.qcow2 -- amend -f qcow2 -o compat=0.10 m-base.qcow2
 done
+# formats whose create qemu flushes only at close, dropping the error
+for f in vdi vpc qcow parallels qed vmdk; do
+    for dir in "$A" "$B"; do rm -f "$dir/o.img"; done
+    run_side "$A" "$QBIN" "$QPRE" flush EIO o.img "$T/fa" create -q -f $f o.img 4M &
+    run_side "$B" "$RBIN" "$RPRE" flush EIO o.img "$T/fb" create -q -f $f o.img 4M
+    wait
+    eq "create -f $f, failing flush: exit code as qemu-img's" "$(cat "$T/fa.rc")" "$(cat "$T/fb.rc")"
+    eq "create -f $f, failing flush: stderr as qemu-img's" "$(cat "$T/fa.err")" "$(cat "$T/fb.err")"
+    check "create -f $f, failing flush: image made" test -s "$A/o.img"
+done
+
 # a disk that fills up part-way through the copy
 export FAILSHIM_AFTER=4
 fault "convert -O qcow2 write ENOSPC after 4" new shape write ENOSPC o.qcow2 -- convert -O qcow2 src.raw o.qcow2

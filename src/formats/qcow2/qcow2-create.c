@@ -309,6 +309,18 @@ out:
         blk_flush(bs);
         blk_close(bs);
     }
+    if (r == 0) {
+        /* The image above is written without flushes; qemu's create writes
+         * its tables through and fails when that fails, so one flush of the
+         * finished file stands for them. */
+        proto = blk_open_protocol(filename, BLK_O_RDWR, err);
+        if (!proto)
+            return -EIO;
+        r = blk_flush(proto);
+        blk_close(proto);
+        if (r < 0)
+            return err_set_errno(err, -r, "Could not flush the new image");
+    }
     if (crypt_failed)
         unlink(filename);
     return r;

@@ -333,7 +333,9 @@ int vmdk_create(const char *filename, struct kvopts *opts, struct err *err)
         if (at == 0)
             r = blk_truncate(descf, len, false, BLK_PREALLOC_OFF, err);
         if (r == 0)
-            r = blk_flush(descf);
+            /* As qemu, which flushes at close and drops the error: a failing
+             * flush does not fail the create. */
+            blk_flush(descf);
     }
 out:
     if (descf)
