@@ -9,26 +9,18 @@
 
 #include "cmd/cmd.h"
 #include "cmd/progress.h"
+#include "engine/copy.h"
 #include "util/ckd.h"
 
 #define IO_BUF_SIZE (2u << 20)
-#define SECTOR 512
 
-/* Sector-granular: 1 if the first sector differs; *pnum = length of the run
- * with the same verdict. */
-static int compare_sectors(const uint8_t *a, const uint8_t *b, uint64_t bytes, uint64_t *pnum)
+/* Reads and comparisons on a few threads (writes stay in order): the work
+ * is memory copies and compares over the page cache, so about the CPUs. */
+#define REBASE_WORKERS 4
+
+static void rebase_progress(void *opaque)
 {
-    uint64_t i = min_u64(bytes, SECTOR);
-    bool res = memcmp(a, b, i) != 0;
-
-    while (i < bytes) {
-        uint64_t len = min_u64(bytes - i, SECTOR);
-        if ((memcmp(a + i, b + i, len) != 0) != res)
-            break;
-        i += len;
-    }
-    *pnum = i;
-    return res;
+    progress_print(*(float *)opaque, 100);
 }
 
 /* A node of bs's backing chain whose file is the same as path, or NULL. */
@@ -55,7 +47,6 @@ int cmd_rebase(int argc, char **argv)
     bool unsafe = false, progress = false, quiet = false, image_opts = false, force_share = false;
     int c, flags, src_flags = 0, ret = 1;
     struct bds *bs = NULL, *new_backing = NULL, *prefix = NULL;
-    uint8_t *buf_old = NULL, *buf_new = NULL;
     struct err e;
 
     while ((c = getopt_long(argc, argv, ":hf:F:b:upt:T:qU", long_options, NULL)) != -1) {
@@ -143,73 +134,20 @@ int cmd_rebase(int argc, char **argv)
             error_report("Could not get size of '%s': %s", out_baseimg, strerror((int)-new_size));
             goto out;
         }
-        buf_old = malloc(IO_BUF_SIZE);
-        buf_new = malloc(IO_BUF_SIZE);
-        if (!buf_old || !buf_new) {
-            error_report("Could not allocate buffers");
-            goto out;
-        }
         if (size != 0)
             local_progress = 100.0f / (float)(size / (int64_t)min_u64((uint64_t)size, IO_BUF_SIZE));
 
-        uint64_t n;
-        for (uint64_t off = 0; off < (uint64_t)size; off += n) {
-            bool old_is_zero = false;
-            n = min_u64(IO_BUF_SIZE, (uint64_t)size - off);
-            /* Ranges the image allocates itself keep their content. */
-            int r = blk_is_allocated_above(bs, bs->backing, off, n, &n);
-            if (r < 0) {
-                error_report("error while reading image metadata: %s", strerror(-r));
-                goto out;
-            }
-            if (r)
-                continue;
-            if (prefix) {
-                uint64_t bytes = n;
-                r = old_backing ? blk_is_allocated_above(old_backing, prefix, off, n, &n) : 0;
-                if (r < 0) {
-                    error_report("error while reading image metadata: %s", strerror(-r));
-                    goto out;
-                }
-                if (!r && n)
-                    continue;
-                if (!n)
-                    n = bytes;
-            }
-            if ((int64_t)off >= old_size) {
-                memset(buf_old, 0, n);
-                old_is_zero = true;
-            } else {
-                if ((int64_t)(off + n) > old_size)
-                    n = (uint64_t)old_size - off;
-                if (blk_pread(old_backing, off, n, buf_old) < 0) {
-                    error_report("error while reading from old backing file");
-                    goto out;
-                }
-            }
-            if ((int64_t)off >= new_size || !nb) {
-                memset(buf_new, 0, n);
-            } else {
-                if ((int64_t)(off + n) > new_size)
-                    n = (uint64_t)new_size - off;
-                if (blk_pread(nb, off, n, buf_new) < 0) {
-                    error_report("error while reading from new backing file");
-                    goto out;
-                }
-            }
-            for (uint64_t done = 0; done < n;) {
-                uint64_t pnum;
-                if (compare_sectors(buf_old + done, buf_new + done, n - done, &pnum)) {
-                    int w = old_is_zero ? blk_pwrite_zeroes(bs, off + done, pnum, 0)
-                                        : blk_pwrite(bs, off + done, pnum, buf_old + done, 0);
-                    if (w < 0) {
-                        error_report("Error while writing to COW image: %s", strerror(-w));
-                        goto out;
-                    }
-                }
-                done += pnum;
-            }
-            progress_print(local_progress, 100);
+        struct rebase_job job = {
+            .bs = bs, .prefix = prefix, .new_backing = nb,
+            .size = (uint64_t)size, .old_size = (uint64_t)old_size,
+            .new_size = (uint64_t)new_size, .buf_size = IO_BUF_SIZE,
+            .workers = REBASE_WORKERS,
+            .step_done = rebase_progress, .opaque = &local_progress,
+        };
+        err_init(&e);
+        if (rebase_run(&job, &e) < 0) {
+            error_report("%s", e.msg);
+            goto out;
         }
     }
 
@@ -236,8 +174,6 @@ int cmd_rebase(int argc, char **argv)
     ret = r < 0 ? 1 : 0;
 out:
     progress_end();
-    free(buf_old);
-    free(buf_new);
     if (new_backing)
         blk_close(new_backing);
     if (bs)

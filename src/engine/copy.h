@@ -40,4 +40,26 @@ struct copy_job {
 /* Returns 0 or -errno with qemu-img's message ("error while reading at byte N: ...") */
 int copy_run(struct copy_job *job, struct err *err);
 
+/* Safe-mode rebase: every range that bs does not allocate itself and whose
+ * content differs between the old backing (bs->backing) and new_backing is
+ * written into bs, in runs of differing sectors, as qemu-img rebase does.
+ * Ranges are walked in qemu-img's order (IO_BUF_SIZE steps trimmed by
+ * allocation and the backing sizes); reads and comparisons run on several
+ * threads, writes stay in offset order so the image's layout is the one
+ * qemu-img makes. Zero ranges (by block status) cost no reads. */
+struct rebase_job {
+    struct bds *bs;
+    struct bds *prefix;         /* new backing inside bs's chain, or NULL */
+    struct bds *new_backing;    /* prefix, a newly opened node, or NULL */
+    uint64_t size, old_size, new_size;
+    uint64_t buf_size;          /* bytes per step (qemu-img: 2 MiB) */
+    int workers;
+    /* Called once per step that was compared, in offset order. */
+    void (*step_done)(void *opaque);
+    void *opaque;
+};
+
+/* Returns 0 or -errno with qemu-img's message in err. */
+int rebase_run(struct rebase_job *job, struct err *err);
+
 #endif

@@ -144,3 +144,48 @@ for o in "" cluster_size=4k extended_l2=on cluster_size=16k,extended_l2=on,refco
 done
 verify "resize --preallocation: check" -- check "g--full.qcow2"
 same_map "resize --preallocation: map" "g-extended_l2_on-falloc.qcow2" qcow2
+
+# ============================================ full preallocation, rebase, -t none
+# (the fast paths of src/protocols/file.c, rebase_run and O_DIRECT converts:
+# same bytes, same allocation, same map as qemu-img's)
+for o in "" cluster_size=4k extended_l2=on,cluster_size=16k; do
+    f="pf-${o//[=,]/_}.qcow2"
+    same "create preallocation=full [$o]" -- create -q -f qcow2 -o preallocation=full${o:+,$o} "$f" 5M
+    check "create preallocation=full [$o]: bytes equal" cmp "$A/$f" "$B/$f"
+    same_alloc "create preallocation=full [$o]: written blocks, no holes" "$f"
+    same_map "create preallocation=full [$o]: map" "$f" qcow2
+    verify "create preallocation=full [$o]: check" -- check "$f"
+done
+same "create -f raw preallocation=full odd size" -- create -q -f raw -o preallocation=full pf.raw 3000001
+check "create -f raw preallocation=full: bytes equal" cmp "$A/pf.raw" "$B/pf.raw"
+same_alloc "create -f raw preallocation=full: allocation" pf.raw
+
+mkrb() {
+    rm -f rb-old.qcow2 rb-new.qcow2 rb.qcow2
+    "$QEMU_IMG" create -q -f qcow2 rb-old.qcow2 9M &&
+    "$QEMU_IO" -f qcow2 -c 'write -P 0x11 0 3M' -c 'write -z 3M 1M' -c 'write -P 0x12 5M 512' \
+        -c 'write -P 0x13 6M 2M' -c 'write -P 0 8M 64k' rb-old.qcow2 >/dev/null &&
+    "$QEMU_IMG" create -q -f qcow2 rb-new.qcow2 7M &&
+    "$QEMU_IO" -f qcow2 -c 'write -P 0x11 0 1M' -c 'write -P 0x21 1M 1536' -c 'write -P 0x13 6M 1M' \
+        rb-new.qcow2 >/dev/null &&
+    "$QEMU_IMG" create -q -f qcow2 -b rb-old.qcow2 -F qcow2 rb.qcow2 9M &&
+    "$QEMU_IO" -f qcow2 -c 'write -P 0x31 2M 1M' -c 'write -P 0x32 7M 4k' rb.qcow2 >/dev/null &&
+    cp rb.qcow2 rb-ref.qcow2 && cp rb-old.qcow2 rb-oldref.qcow2 &&
+    "$QEMU_IMG" rebase -u -b rb-oldref.qcow2 -F qcow2 rb-ref.qcow2
+}
+for nb in "''" "rb-new.qcow2 -F qcow2"; do
+    fixture mkrb
+    eval "same \"rebase -b $nb\" -- rebase -b $nb rb.qcow2"
+    same_map "rebase -b $nb: map" rb.qcow2 qcow2
+    verify "rebase -b $nb: check" -- check rb.qcow2
+    check "rebase -b $nb: content unchanged" "$QEMU_IMG" compare "$A/rb-ref.qcow2" "$A/rb.qcow2"
+done
+
+fixture mkdata nc.raw 13M nocache
+for t in "-t none -T none" "-t none" "-T none -m 2"; do
+    n="nc-${t//[ -]/}.qcow2"
+    eval "same \"convert $t\" -- convert $t -f raw -O qcow2 nc.raw $n"
+    same_map "convert $t: map" "$n" qcow2
+    same_image "convert $t: content" "$n" qcow2
+    verify "convert $t: check" -- check "$n"
+done
