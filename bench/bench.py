@@ -17,12 +17,22 @@ Environment:
     BENCH_SMALL   size of the small one, used by the compression workloads (default 1G)
     BENCH_RUNS    timed runs per tool after one warm-up (default 5)
 
+Requirements: python3, the real qemu-img and qemu-io, openssl (corpus), a C
+compiler (cc, or CC=...) for bench/runstat.c, which starts every timed
+command and reports its wall time, CPU time and peak RSS (see below); for
+the NBD workloads qemu-nbd and nbdkit.
+
 The corpus is deterministic: per MiB, 40% random data, 20% text-like data,
 8% written zeros and 32% holes, chosen by a seeded generator. Each timed run
 starts after `sync`; the tools alternate run by run. For every workload the
 table shows, per tool, the median wall time, the median wall time including a
 final `sync` (qemu-img's convert does not flush its output), the median CPU
-time (user+sys) and the peak RSS, then the ratio qimg / qemu-img. Every output
+time (user+sys) and the peak RSS, then the ratio qimg / qemu-img. Each
+command is forked by bench/runstat (a small C launcher built in BENCH_DIR),
+which measures the wall time around fork/exec/wait4 and reads the child's
+ru_maxrss from wait4: forked from this Python process instead, a child would
+carry the interpreter's ~16 MiB of pages until it execs, and that floor hid
+every RSS below it. Every output
 is verified with the real `qemu-img compare` (and `check` for qcow2), so a fast
 wrong answer fails loudly instead of winning.
 """
@@ -108,20 +118,42 @@ def make_corpus(path, size, seed):
     os.rename(path + ".tmp", path)
 
 
+RUNSTAT = None
+
+
+def build_runstat():
+    """Compile bench/runstat.c (a C compiler is a requirement of the bench):
+    every timed command is started by it rather than forked from Python, so
+    ru_maxrss is the command's own peak RSS (a child forked from Python
+    counts the interpreter's pages until it execs: a floor of about 16 MiB
+    for every command) and the wall time excludes Python's fork cost."""
+    global RUNSTAT
+    out = os.path.join(DIR, "runstat")
+    src = os.path.join(HERE, "runstat.c")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        cc = os.environ.get("CC", "cc")
+        r = subprocess.run([cc, "-O2", "-o", out + ".tmp", src], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("cannot build %s with %s: %s" % (src, cc, r.stderr.strip()))
+        os.rename(out + ".tmp", out)
+    RUNSTAT = out
+
+
 def run_once(cmd):
-    """Run cmd; return (wall, wall_with_sync, cpu, maxrss_kib)."""
+    """Run cmd under runstat; return (wall, wall_with_sync, cpu, maxrss_kib)."""
     os.sync()
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.monotonic() - t0
+    p = subprocess.run([RUNSTAT, "--"] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t1 = time.monotonic()
     os.sync()
-    synced = time.monotonic() - t0
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError("%s failed: %s" % (" ".join(cmd), err.strip()))
-    return wall, synced, ru.ru_utime + ru.ru_stime, ru.ru_maxrss
+    sync_time = time.monotonic() - t1
+    err = p.stderr.decode(errors="replace")
+    fields = p.stdout.split()
+    if p.returncode != 0 or len(fields) != 4:
+        raise RuntimeError("runstat %s failed: %s" % (" ".join(cmd), err.strip()))
+    wall, cpu, rss, code = float(fields[0]), float(fields[1]), int(fields[2]), int(fields[3])
+    if code != 0:
+        raise RuntimeError("%s failed (exit %d): %s" % (" ".join(cmd), code, err.strip()))
+    return wall, wall + sync_time, cpu, rss
 
 
 def verify(kind, out, ref):
@@ -235,6 +267,7 @@ def row(name, res):
 def main():
     os.makedirs(DIR, exist_ok=True)
     os.chdir(DIR)
+    build_runstat()
     q = QEMU_IMG
     print("qimg: %s\nqemu-img: %s\ncorpus: %d MiB and %d MiB in %s, %d runs each\n"
           % (QIMG, subprocess.run([q, "--version"], capture_output=True, text=True).stdout.split("\n")[0],
@@ -331,6 +364,8 @@ def local_workloads(q):
         Workload("info", ["info", "big.qcow2"]),
         Workload("check", ["check", "big.qcow2"]),
         Workload("map", ["map", "big.qcow2"]),
+        Workload("measure", ["measure", "-O", "qcow2", "big.qcow2"]),
+        Workload("version", ["--version"]),      # start-up alone
         Workload("convert-sparse64-raw", ["convert", "-O", "raw", "sparse64.qcow2", "o.raw"],
                  out="o.raw", ref="sparse64.qcow2"),
         Workload("convert-sparse64-qcow2", ["convert", "-O", "qcow2", "sparse64.qcow2", "o.qcow2"],

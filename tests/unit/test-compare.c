@@ -141,6 +141,113 @@ static void test_walk(void)
     free(z1); free(z2); free(d1); free(d2); free(big); free(bigd);
 }
 
+/* A raw file of size bytes of non-zero data, with byte ^ 0xff at offs. */
+static char *mkdata(const char *name, off_t size, const off_t *offs, int n)
+{
+    static uint8_t chunk[1 << 16];
+    char *path = mkfile(name, size, NULL, 0, 0);
+    int fd = open(path, O_WRONLY);
+
+    if (fd < 0)
+        abort();
+    for (size_t i = 0; i < sizeof(chunk); i++)
+        chunk[i] = (uint8_t)(i * 7 + 1);
+    for (off_t o = 0; o < size; o += (off_t)sizeof(chunk))
+        if (pwrite(fd, chunk, sizeof(chunk), o) != (ssize_t)sizeof(chunk))
+            abort();
+    for (int i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)(chunk[offs[i] % (off_t)sizeof(chunk)] ^ 0xff);
+        if (pwrite(fd, &c, 1, offs[i]) != 1)
+            abort();
+    }
+    close(fd);
+    return path;
+}
+
+/* Progress must arrive in step order, whatever thread finished a step. */
+struct order {
+    struct compare_job *job;
+    uint64_t sum;
+    bool in_order;
+};
+
+static void on_progress(void *opaque, uint64_t bytes)
+{
+    struct order *o = opaque;
+    o->sum += bytes;
+    if (o->job->offset != o->sum)
+        o->in_order = false;
+}
+
+/* Images large enough for the worker threads, with differences at several
+ * places: the reported offset is always the first difference, as the
+ * sequential walk finds it. */
+static void test_parallel(void)
+{
+    const off_t size = 64 << 20;
+    const off_t late[] = { 40 * 1024 * 1024 + 777, 50 * 1024 * 1024 + 3 };
+    const off_t spread[] = { 9 * 1024 * 1024 + 1, 20 * 1024 * 1024 + 512, 33 * 1024 * 1024 + 5,
+                             60 * 1024 * 1024 + 1000 };
+    const off_t early[] = { 4096 + 700, 60 * 1024 * 1024 + 1000 };
+    char *base = mkfile("pbase", size, spread, 4, 0x33);
+    char *a = mkfile("pa", size, late, 2, 0x44);
+    char *b = mkfile("pb", size, early, 2, 0x44);
+    char *c = mkfile("pc", size, spread, 4, 0x33);
+    struct compare_result r;
+    bool tail;
+
+    r = run(base, c, false, &tail);
+    is_int(r.kind, COMPARE_IDENTICAL, "parallel: equal scattered data is identical");
+    for (int rep = 0; rep < 5; rep++) {
+        r = run(base, a, false, &tail);
+        is_int(r.kind, COMPARE_CONTENT_MISMATCH, "parallel: scattered data differs");
+        is_uint(r.offset, 9 * 1024 * 1024, "parallel: first of four differences wins");
+    }
+    r = run(a, b, false, &tail);
+    is_uint(r.offset, 4096 + 512, "parallel: an early difference wins over later ones");
+    r = run(b, a, false, &tail);
+    is_uint(r.offset, 4096 + 512, "parallel: whichever side holds it");
+
+    /* Differences in adjacent steps (64 KiB each here), both in flight at
+     * once: whichever worker finishes first, the lower one is reported. */
+    {
+        const off_t adj[] = { 8 * 1024 * 1024 + 65536 + 100, 8 * 1024 * 1024 + 100 };
+        char *d1 = mkdata("dd1", 16 << 20, NULL, 0), *d2 = mkdata("dd2", 16 << 20, adj, 2);
+        bool all = true;
+        for (int rep = 0; rep < 20; rep++) {
+            r = run(d1, d2, false, &tail);
+            all = all && r.kind == COMPARE_CONTENT_MISMATCH && r.offset == 8 * 1024 * 1024;
+        }
+        ok(all, "parallel: adjacent differing steps report the first, every time");
+        unlink(d1); unlink(d2);
+        free(d1); free(d2);
+    }
+
+    /* progress order */
+    {
+        struct bds *x = open_raw(base), *y = open_raw(c);
+        struct compare_job job;
+        struct compare_result res;
+        struct order o = { &job, 0, true };
+
+        memset(&job, 0, sizeof(job));
+        job.bs[0] = x;
+        job.bs[1] = y;
+        job.size[0] = job.size[1] = (uint64_t)size;
+        job.buf_size = 64 * 1024;
+        job.progress = on_progress;
+        job.opaque = &o;
+        ok(compare_common(&job, &res) == 0 && res.kind == COMPARE_IDENTICAL,
+           "parallel: identical with progress");
+        ok(o.in_order, "parallel: progress arrives in step order");
+        is_uint(o.sum, (uint64_t)size, "parallel: progress covers the whole image");
+        blk_close(x);
+        blk_close(y);
+    }
+    unlink(base); unlink(a); unlink(b); unlink(c);
+    free(base); free(a); free(b); free(c);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -148,6 +255,7 @@ int main(void)
     test_find_nonzero();
     test_compare_sectors();
     test_walk();
+    test_parallel();
     rmdir(dir);
     return done_testing();
 }

@@ -11,39 +11,136 @@
  * written after another cache has been flushed. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "formats/qcow2/qcow2.h"
+#include "util/ckd.h"
 
 /* Which cache must be flushed first (by identity). */
 static struct qcow2_cache *cache_dep(struct qcow2_state *s, struct qcow2_cache *c);
 
+/* Memory. Slots get their cluster buffer on first use, not at open: a
+ * command that reads a handful of tables (info, map of a small image) would
+ * otherwise pay for the whole cache (megabytes) at open. The buffers are
+ * carved in order from one reserved, 2 MiB-aligned mapping of n * size
+ * bytes (virtual until touched), advised for transparent huge pages: on a
+ * fresh page the kernel's fault handling costs far more than the 64 KiB
+ * read that fills it (measured 15-30 us per 4 KiB page in the bench VM;
+ * docs/performance.md), and a walk over a large image's L2 tables touches
+ * hundreds of them. One huge page is one fault. The bound stays n slots of
+ * size bytes; if the mapping cannot be made, slots fall back to
+ * posix_memalign one by one. Sanitizer builds always use the fallback, so
+ * that an overrun of one table is caught and not silently written into the
+ * next slot of the arena. */
+struct cache_mem {
+    uint8_t *arena;         /* NULL: per-slot allocations */
+    size_t arena_len;       /* bytes mapped at arena */
+    unsigned used;          /* slots carved from the arena */
+    struct qcow2_cache_entry e[];
+};
+
+#define HUGE_SIZE ((size_t)2 << 20)
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_ARENA 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define CACHE_ARENA 0
+#endif
+#endif
+#ifndef CACHE_ARENA
+#define CACHE_ARENA 1
+#endif
+
+static struct cache_mem *cache_mem(struct qcow2_cache *c)
+{
+    return (struct cache_mem *)(void *)((char *)c->e - offsetof(struct cache_mem, e));
+}
+
+/* Reserve len bytes (a multiple of HUGE_SIZE) aligned to HUGE_SIZE. */
+static uint8_t *arena_map(size_t len)
+{
+    size_t span = len + HUGE_SIZE;
+    uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    uintptr_t start;
+    size_t head;
+
+    if (p == MAP_FAILED)
+        return NULL;
+    start = ((uintptr_t)p + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1);
+    head = (size_t)(start - (uintptr_t)p);
+    if (head)
+        munmap(p, head);
+    if (span - head > len)
+        munmap((uint8_t *)start + len, span - head - len);
+#ifdef MADV_HUGEPAGE
+    madvise((void *)start, len, MADV_HUGEPAGE);     /* advice only */
+#endif
+    return (uint8_t *)start;
+}
+
 int qcow2_cache_init(struct qcow2_cache *c, unsigned n, size_t size)
 {
+    struct cache_mem *m;
+    size_t bytes, total;
+
     memset(c, 0, sizeof(*c));
-    c->e = calloc(n, sizeof(*c->e));
-    if (!c->e)
+    if (ckd_mul(&bytes, (size_t)n, sizeof(struct qcow2_cache_entry)) ||
+        ckd_add(&bytes, bytes, sizeof(struct cache_mem)))
         return -ENOMEM;
+    m = calloc(1, bytes);
+    if (!m)
+        return -ENOMEM;
+    if (CACHE_ARENA && !ckd_mul(&total, (size_t)n, size) && total <= SIZE_MAX / 2) {
+        size_t len = (total + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
+        m->arena = arena_map(len);
+        if (m->arena)
+            m->arena_len = len;
+    }
+    c->e = m->e;
     c->n = n;
     c->size = size;
-    for (unsigned i = 0; i < n; i++) {
-        if (posix_memalign((void **)&c->e[i].buf, 4096, size)) {
-            c->e[i].buf = NULL;
-            qcow2_cache_release(c);
-            return -ENOMEM;
-        }
-    }
     return 0;
+}
+
+/* A buffer for a slot that has none. */
+static uint8_t *cache_buf_new(struct qcow2_cache *c)
+{
+    struct cache_mem *m = cache_mem(c);
+    void *p = NULL;
+
+    if (m->arena && m->used < c->n)
+        return m->arena + (size_t)m->used++ * c->size;
+    /* 4 KiB aligned so that O_DIRECT files need no bounce buffer. */
+    if (posix_memalign(&p, 4096, c->size))
+        return NULL;
+    return p;
+}
+
+static bool in_arena(const struct cache_mem *m, const uint8_t *b)
+{
+    return m->arena && (uintptr_t)b >= (uintptr_t)m->arena &&
+           (uintptr_t)b < (uintptr_t)m->arena + m->arena_len;
 }
 
 void qcow2_cache_release(struct qcow2_cache *c)
 {
+    struct cache_mem *m;
+
     if (!c->e)
         return;
+    m = cache_mem(c);
     for (unsigned i = 0; i < c->n; i++)
-        free(c->e[i].buf);
-    free(c->e);
+        if (c->e[i].buf && !in_arena(m, c->e[i].buf))
+            free(c->e[i].buf);
+    if (m->arena)
+        munmap(m->arena, m->arena_len);
+    free(m);
     memset(c, 0, sizeof(*c));
 }
 
@@ -113,21 +210,37 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
         return -EIO;
     }
     for (unsigned i = 0; i < c->n; i++) {
-        if (c->e[i].offset == offset) {
-            c->e[i].lru = ++c->tick;
+        if (c->e[i].offset == offset && c->e[i].buf) {
+            /* Move the hit to the front: walks (map, check, allocation
+             * scans) ask for the same table thousands of times in a row.
+             * Callers hold buffers, never slot indices, and eviction goes
+             * by lru, so the order of the slots is free. */
+            if (i > 0) {
+                struct qcow2_cache_entry t = c->e[0];
+                c->e[0] = c->e[i];
+                c->e[i] = t;
+            }
+            c->e[0].lru = ++c->tick;
             if (empty)
-                memset(c->e[i].buf, 0, c->size);
-            *buf = c->e[i].buf;
+                memset(c->e[0].buf, 0, c->size);
+            *buf = c->e[0].buf;
             return 0;
         }
     }
+    /* A free slot that already has a buffer, else a never-used one, else the
+     * least recently used. */
     for (unsigned i = 0; i < c->n; i++) {
         struct qcow2_cache_entry *e = &c->e[i];
         if (!e->offset) {
-            victim = e;
-            break;
+            if (e->buf) {
+                victim = e;
+                break;
+            }
+            if (!victim || victim->offset)
+                victim = e;
+            continue;
         }
-        if (!victim || e->lru < victim->lru)
+        if (!victim || (victim->offset && e->lru < victim->lru))
             victim = e;
     }
     if (victim->offset && victim->dirty) {
@@ -137,6 +250,8 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
     }
     victim->offset = 0;
     victim->dirty = false;
+    if (!victim->buf && !(victim->buf = cache_buf_new(c)))
+        return -ENOMEM;
     if (empty) {
         memset(victim->buf, 0, c->size);
     } else {
