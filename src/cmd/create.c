@@ -24,9 +24,12 @@ int img_create_common(const char *filename, const char *fmt, const char *base_fi
         return err_set(err, EINVAL, "Unknown file format '%s'", fmt);
     if (!blk_driver_can_create(drv))
         return err_set(err, ENOTSUP, "Format driver '%s' does not support image creation", fmt);
-    if (!blk_driver_can_create(blk_find_protocol_for(filename)))
+    const struct blk_driver *proto = create_find_protocol(filename, err);
+    if (!proto)
+        return err && err->code ? -err->code : -EINVAL;
+    if (!blk_driver_can_create(proto))
         return err_set(err, ENOTSUP, "Protocol driver '%s' does not support image creation",
-                       blk_driver_name(blk_find_protocol_for(filename)));
+                       blk_driver_name(proto));
     create_opts_merge(&co, drv, filename);
     if ((r = create_opts_validate(&co, opts, err)) < 0)
         return r;

@@ -14,6 +14,11 @@ struct create_opts {
     size_t n;
 };
 
+/* qemu's bdrv_find_protocol() for a file to create: a name whose first ':'
+ * comes before any '/' names its protocol by that prefix ("file:", "nbd:",
+ * "https:"), and a prefix qemu does not know is "Unknown protocol 'x'".
+ * Returns the protocol driver, or NULL after setting err. */
+const struct blk_driver *create_find_protocol(const char *filename, struct err *err);
 /* Merge the format's and (when filename is non-NULL) the protocol's tables. */
 void create_opts_merge(struct create_opts *co, const struct blk_driver *fmt, const char *filename);
 /* Print "-o help" as qemu-img does; returns the exit code. */

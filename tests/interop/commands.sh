@@ -327,3 +327,30 @@ if "$QIMG" create -f qcow2 -o help >/dev/null 2>&1; then
     fi
     same_files "wording cases: files made"
 fi
+
+# ============================================================== create over protocols
+# "-o help" with a target name lists the protocol's options too; a protocol
+# that cannot create (http, https, ftp...) or that qemu does not know is
+# refused before anything is made. nbd creates by opening an existing
+# export: its options are qemu's "simple" ones (size, preallocation=off).
+for f in https://127.0.0.1:1/x http://127.0.0.1:1/x nbd://127.0.0.1:1/x \
+         'nbd+unix:///x?socket=/nonexistent.sock' nbd:127.0.0.1:1 nbd:unix:/nonexistent.sock \
+         file:p-h.raw ftp://127.0.0.1:1/x HTTP://127.0.0.1:1/x 'json:{}' foo:bar fat:x :x ./p:x; do
+    for fmt in raw qcow2; do
+        same "create -f $fmt -o help '$f'" -- create -f "$fmt" -o help "$f"
+    done
+    same "convert -O raw -o help '$f'" -- convert -O raw -o help p-none.raw "$f"
+done
+for f in 'json:{"driver":"file","filename":"p-j.raw"}' foo:bar 'a b:x' ftps://127.0.0.1:1/x \
+         null-co:// fat:x HTTP://127.0.0.1:1/x; do
+    same "create on '$f'" -- create -f raw "$f" 1M
+    same "create -f qcow2 on '$f'" -- create -f qcow2 "$f" 1M
+done
+for p in off full falloc metadata bogus; do
+    same "create -f raw -o preallocation=$p over nbd" -- \
+        create -f raw -o preallocation=$p nbd://127.0.0.1:1/x 1M
+done
+same "create -f raw -o nocow=on over nbd" -- create -f raw -o nocow=on nbd://127.0.0.1:1/x 1M
+same "create -f qcow2 -o preallocation=full over nbd" -- \
+    create -f qcow2 -o preallocation=full nbd://127.0.0.1:1/x 1M
+same_files "create over protocols: nothing made"

@@ -301,3 +301,78 @@ same_sh "--version first line starts with 'qemu-img version 7.2'" -- \
 same_sh "-V: exit status and stderr (stdout not compared)" -- 'qemu-img -V >/dev/null'
 same_sh "--version: exit status and stderr (stdout not compared)" -- 'qemu-img --version >/dev/null'
 same_sh "-V prints two lines" -- 'qemu-img -V | wc -l'
+
+# ============================================================== offset/size runtime options
+# qemu's raw driver shows a window of its file: "offset" where it starts,
+# "size" a fixed length (else up to the file's end).
+fixture mkdata win.raw 1M win
+wj() { # offset [size] -> a json: filename over win.raw
+    printf 'json:{"driver":"raw","offset":%s%s,"file":{"driver":"file","filename":"%s"}}' \
+        "$1" "${2:+,\"size\":$2}" "${3:-win.raw}"
+}
+for o in offset=512,size=4096 offset=100 offset=1M,size=0 offset=1048577 \
+         offset=512,size=1048576 size=2M size=1000 offset=abc size=-1 offset=0x200 \
+         offset=1,size=18446744073709551104; do
+    same "window $o: info" -- info --image-opts "driver=raw,$o,file.filename=win.raw"
+done
+for o in offset=64k,size=128k offset=1048576 offset=4096; do
+    same "window $o: info json" -- info --output=json --image-opts "driver=raw,$o,file.filename=win.raw"
+    same "window $o: map json" -- map --output=json --image-opts "driver=raw,$o,file.filename=win.raw"
+done
+same "window map" -- map --image-opts driver=raw,offset=64k,size=128k,file.filename=win.raw
+same "window check" -- check --image-opts driver=raw,offset=64k,size=128k,file.filename=win.raw
+same "window measure" -- measure -O qcow2 --image-opts driver=raw,offset=64k,size=128k,file.filename=win.raw
+same "window json: info" -- info "$(wj 65536 131072)"
+same "window json: map" -- map --output=json -f raw "$(wj 65536)"
+same "window json: map --start-offset --max-length" -- map -f raw --start-offset=4096 --max-length=8192 "$(wj 65536 131072)"
+same "window json: string values" -- info -f raw "$(wj '"1k"' '"4096"')"
+same "window json: real offset" -- info -f raw "$(wj 1.5)"
+same "window probed (no driver)" -- info --image-opts offset=512,file.filename=win.raw
+same "window options given to qcow2" -- info --image-opts driver=qcow2,offset=512,file.filename=win.raw
+
+# as a source: the window's bytes, and nothing else
+same "window convert source" -- convert -O raw --image-opts driver=raw,offset=256k,size=256k,file.filename=win.raw w-out.raw
+same_image "window convert source: output" w-out.raw
+check_sh "window convert source: the window's bytes" \
+    "cmp <(dd if='$A/win.raw' bs=64k skip=4 count=4 2>/dev/null) '$A/w-out.raw'"
+same "window convert source to qcow2" -- convert -O qcow2 "$(wj 262144 262144)" w-out.qcow2
+verify "window convert source to qcow2: map" -- map --output=json w-out.qcow2
+verify "window convert source to qcow2: compare" -- compare -F raw w-out.qcow2 w-out.raw
+same "window compare identical" -- compare -f raw -F raw "$(wj 262144 262144)" w-out.raw
+same "window compare different" -- compare -f raw -F raw "$(wj 262144)" w-out.raw
+same "window dd source" -- dd -f raw -O raw if="$(wj 262144 262144)" of=w-dd.raw bs=4k
+same_image "window dd source: output" w-dd.raw
+
+# as a target: writes land inside the window only
+fixture "$QEMU_IMG" create -q -f raw w-src.raw 64k
+fixture "$QEMU_IO" -f raw -c 'write -P 0x5a 0 64k' w-src.raw
+for t in offset=256k offset=256k,size=64k offset=1000k offset=256k,size=32k -C,offset=256k; do
+    c=${t%%,*}
+    [ "$c" = -C ] || c=
+    fixture cp win.raw "w-t$t.raw"
+    # shellcheck disable=SC2086
+    same "window convert target $t" -- convert $c -n -f raw w-src.raw \
+        --target-image-opts "driver=raw,${t#-C,},file.filename=w-t$t.raw"
+    same_image "window convert target $t: result" "w-t$t.raw"
+done
+fixture "$QEMU_IMG" create -q -f raw w-z.raw 64k
+fixture cp win.raw w-tz.raw
+same "window convert zeros into a target" -- convert -n -f raw -O raw w-z.raw "$(wj 262144 65536 w-tz.raw)"
+same_image "window convert zeros into a target: result" w-tz.raw
+fixture cp win.raw w-tzz.raw
+same "window convert --target-is-zero" -- convert -n --target-is-zero -f raw -O raw w-src.raw "$(wj 524288 65536 w-tzz.raw)"
+same_image "window convert --target-is-zero: result" w-tzz.raw
+
+# resize: refused with a fixed size, else the file follows offset + size
+for r in "offset=512,size=4096 8k" "offset=512 2M" "offset=512 1000k"; do
+    set -- $r
+    fixture cp win.raw "w-rs-$1.raw"
+    same "window resize $1 to $2" -- resize --image-opts "driver=raw,$1,file.filename=w-rs-$1.raw" "$2"
+    same_image "window resize $1 to $2: result" "w-rs-$1.raw"
+done
+fixture cp win.raw w-rss.raw
+same "window resize --shrink" -- resize --shrink --image-opts driver=raw,offset=512,file.filename=w-rss.raw 1000k
+same_image "window resize --shrink: result" w-rss.raw
+same "create does not take offset" -- create -f raw -o offset=512 w-c.raw 1M
+same "create does not take offset (with size)" -- create -f raw -o size=1M,offset=512 w-c.raw
+same_files "window: work dirs hold the same files"

@@ -326,3 +326,24 @@ same "--object base64 secret opens luks" --filter "$DU" -- info --object secret,
     --image-opts driver=luks,key-secret=s0,file.filename=i.luks
 same "--object file= secret, wrong key" -- info --object secret,id=s0,file=i.raw \
     --image-opts driver=luks,key-secret=s0,file.filename=i.luks
+
+# ============================================================== raw windows, create -o help
+fixture mkdata sw-win.raw 1M sw-win
+for o in offset=4096,size=1040384 offset=4096 size=512; do
+    same "window $o: info --backing-chain" -- info --backing-chain --image-opts "driver=raw,$o,file.filename=sw-win.raw"
+    same "window $o: info -U json" -- info -U --output=json --image-opts "driver=raw,$o,file.filename=sw-win.raw"
+    same "window $o: map --start-offset" -- map --start-offset=64k --image-opts "driver=raw,$o,file.filename=sw-win.raw"
+    same "window $o: map --max-length" -- map --output=json --max-length=300000 --image-opts "driver=raw,$o,file.filename=sw-win.raw"
+done
+same "window: repeated offset (the last wins)" -- info --image-opts driver=raw,offset=512,offset=1024,file.filename=sw-win.raw
+same "window: map past the end" -- map --start-offset=1M --image-opts driver=raw,offset=4096,file.filename=sw-win.raw
+same "window: map --max-length=0" -- map --max-length=0 --image-opts driver=raw,offset=4096,file.filename=sw-win.raw
+same "window: compare two windows" -- compare --image-opts driver=raw,offset=4096,size=8192,file.filename=sw-win.raw \
+    driver=raw,offset=4096,size=8192,file.filename=sw-win.raw
+same "create -o help,size=1M with a file" -- create -f raw -o help,size=1M sw-h.raw
+same "create -o ? with a file" -- create -f raw -o '?' sw-h.raw
+same "create -o help -o cluster_size" -- create -f qcow2 -o help -o cluster_size=4k sw-h.raw
+same "create -o help after the size" -- create -f raw sw-h.raw 1M -q -o help
+same "create -f dmg -o help" -- create -f dmg -o help
+same "create -f raw on an unknown protocol, with -o help" -- create -f raw -o help sw:x
+same_files "raw windows: files made" --filter '/^n[^ ]*\.\(vmdk\|vpc\|vhdx\|vdi\) f/d'
