@@ -12,11 +12,13 @@
  *
  * We open the socket ourselves so that connection errors read like qemu's
  * ("Failed to connect to 'h:p': Connection refused"); libnbd then runs the
- * handshake over it. The driver is thread-parallel: each libnbd handle is
- * used by one thread at a time, and when the server advertises multi-conn
- * further connections (up to NBD_MAX_CONNS, see there why it is 1 today)
- * are opened lazily as concurrent callers find every connection busy. Without multi-conn all requests share
- * the one connection (serialized by its mutex). */
+ * handshake over it. The driver is thread-parallel: the copy engine's
+ * threads share a connection through libnbd's asynchronous calls, with as
+ * many requests in flight as pays for the server at hand (see "requests in
+ * flight"); when the server advertises multi-conn further connections (up
+ * to NBD_MAX_CONNS, see there why it is 1 today) are opened lazily once
+ * every connection has a queue. Read-only exports answer block status from
+ * the extents of one whole-export reply. */
 #include <errno.h>
 #include <libnbd.h>
 #include <netdb.h>
@@ -26,8 +28,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "block/driver.h"
@@ -37,10 +41,19 @@
 /* libnbd.so.0 is loaded on first use (util/dynlib.h). */
 #define LIBNBD_FUNCS(X) \
     X(nbd_add_meta_context) \
+    X(nbd_aio_block_status) \
     X(nbd_aio_connect_socket) \
+    X(nbd_aio_flush) \
+    X(nbd_aio_get_direction) \
+    X(nbd_aio_get_fd) \
     X(nbd_aio_is_connecting) \
     X(nbd_aio_is_ready) \
-    X(nbd_block_status) \
+    X(nbd_aio_notify_read) \
+    X(nbd_aio_notify_write) \
+    X(nbd_aio_pread) \
+    X(nbd_aio_pwrite) \
+    X(nbd_aio_trim) \
+    X(nbd_aio_zero) \
     X(nbd_can_fast_zero) \
     X(nbd_can_flush) \
     X(nbd_can_meta_context) \
@@ -50,19 +63,15 @@
     X(nbd_close) \
     X(nbd_connect_socket) \
     X(nbd_create) \
-    X(nbd_flush) \
     X(nbd_get_block_size) \
     X(nbd_get_errno) \
     X(nbd_get_error) \
     X(nbd_get_size) \
     X(nbd_is_read_only) \
     X(nbd_poll) \
-    X(nbd_pread) \
-    X(nbd_pwrite) \
     X(nbd_set_export_name) \
-    X(nbd_shutdown) \
-    X(nbd_trim) \
-    X(nbd_zero)
+    X(nbd_set_pread_initialize) \
+    X(nbd_shutdown)
 static struct { LIBNBD_FUNCS(DYNLIB_FIELD) } lnbd;
 #define LIBNBD_RESOLVE(f) DYNLIB_RESOLVE_INTO(lnbd, f)
 static int libnbd_resolve(void *h, struct err *err)
@@ -79,18 +88,42 @@ static struct dynlib libnbd_lib = DYNLIB_INIT("libnbd.so.0", libnbd_resolve);
  * Unix sockets on 2 cores): one connection with one request in flight beat
  * four on every workload (qemu-nbd qcow2 export to raw: 1.12 s against
  * 2.87 s, qemu-img 2.65 s; -m 8 -W into nbdkit memory: 0.71 s against
- * 1.10 s), the server and the copy threads competing for the same CPUs.
- * The pool stays for servers far away, where more connections hide the
- * latency: raise this to use it. */
+ * 1.10 s), the server and the copy threads competing for the same CPUs;
+ * measured again with pipelined requests (nbdkit file to raw: 1.78 s with
+ * one connection, 1.92 s with two, 2.24 s with four). The pool stays for
+ * servers far away, where more connections hide the latency: raise this to
+ * use it. */
 #define NBD_MAX_CONNS 1
 #define NBD_MAX_REQUEST (32u << 20)      /* qemu's NBD_MAX_BUFFER_SIZE */
 #define NBD_MAX_ZERO (1u << 30)          /* one WRITE_ZEROES/TRIM request */
 #define NBD_EXTRA_CONNECT_MS 2000        /* give up on an extra connection after */
+#define NBD_CONN_DEPTH 4                 /* commands in flight before another connection */
+#define NBD_PIPE_DEPTH 8                 /* commands in flight when the server gains from it */
+#define NBD_PROBE_BYTES (16u << 20)      /* data in one timed window */
+#define NBD_PROBE_ROUNDS 3               /* windows timed at each depth */
+#define NBD_CACHE_MAX 65536              /* extents kept from one block status reply */
 #define EN_OPTSTR ":exportname="
 
+struct nbd_req;
+
+/* One connection and the commands in flight on it (see "requests in
+ * flight" below). */
 struct nbd_conn {
     struct nbd_handle *h;
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;         /* every libnbd call on h is made under it */
+    int efd;                    /* eventfd: wakes the poller */
+    bool polling;               /* a caller is in poll() for this connection */
+    short poll_events;          /* what it waits for */
+    int dead;                   /* errno once the connection is lost */
+    unsigned inflight;          /* commands sent or being sent (atomic) */
+    struct nbd_req *waiters;    /* callers waiting while another polls */
+    /* how many commands may be in flight: see conn_gate() */
+    pthread_cond_t gate;
+    unsigned active, depth;
+    int phase;                  /* 0: warm-up, then odd: depth 1, even: NBD_PIPE_DEPTH */
+    uint64_t win_bytes;
+    struct timespec win_start;
+    double t_one, t_deep;       /* fastest window at each depth */
 };
 
 /* Where the server is: what the filename or the options said. */
@@ -111,6 +144,12 @@ struct nbd_state {
     uint32_t min_block, max_req;
     bool can_multi_conn, can_zero, can_fast_zero, can_trim, can_flush, has_alloc;
     bool no_flush;
+    /* read-only exports: the extents of the last block status reply */
+    bool cache_on;
+    pthread_mutex_t cache_mu;
+    struct nbd_extent *cache_ext;
+    size_t cache_n;
+    uint64_t cache_off;
 };
 
 static void addr_release(struct nbd_addr *a)
@@ -469,6 +508,10 @@ static struct nbd_handle *connect_handle(const struct nbd_addr *a, int timeout_m
         err_set(err, ENOMEM, "%s", lnbd.nbd_get_error());
         return NULL;
     }
+    /* libnbd clears every read buffer before the read by default: a memset
+     * of each byte copied (10% of a copy's CPU). A failed read's buffer is
+     * never used here. */
+    lnbd.nbd_set_pread_initialize(h, false);
     if (lnbd.nbd_set_export_name(h, a->export ? a->export : "") < 0 ||
         lnbd.nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0) {
         close(fd);
@@ -505,47 +548,6 @@ fail:
     return NULL;
 }
 
-/* A connection for one request, locked; nbdc_put() gives it back. */
-static struct nbd_conn *nbdc_get(struct nbd_state *s)
-{
-    int n = __atomic_load_n(&s->nconn, __ATOMIC_ACQUIRE);
-
-    for (int i = 0; i < n; i++)
-        if (pthread_mutex_trylock(&s->conn[i].mu) == 0)
-            return &s->conn[i];
-    if (s->can_multi_conn && !__atomic_load_n(&s->pool_full, __ATOMIC_RELAXED) &&
-        pthread_mutex_trylock(&s->pool_mu) == 0) {
-        n = s->nconn;
-        if (n < NBD_MAX_CONNS && !s->pool_full) {
-            struct err e;
-            err_init(&e);
-            struct nbd_handle *h = connect_handle(&s->addr, NBD_EXTRA_CONNECT_MS, &e);
-            if (h) {
-                struct nbd_conn *c = &s->conn[n];
-                c->h = h;
-                pthread_mutex_init(&c->mu, NULL);
-                pthread_mutex_lock(&c->mu);
-                __atomic_store_n(&s->nconn, n + 1, __ATOMIC_RELEASE);
-                if (n + 1 == NBD_MAX_CONNS)
-                    __atomic_store_n(&s->pool_full, true, __ATOMIC_RELAXED);
-                pthread_mutex_unlock(&s->pool_mu);
-                return c;
-            }
-            __atomic_store_n(&s->pool_full, true, __ATOMIC_RELAXED);
-        }
-        pthread_mutex_unlock(&s->pool_mu);
-        n = __atomic_load_n(&s->nconn, __ATOMIC_ACQUIRE);
-    }
-    unsigned i = __atomic_fetch_add(&s->next, 1, __ATOMIC_RELAXED) % (unsigned)n;
-    pthread_mutex_lock(&s->conn[i].mu);
-    return &s->conn[i];
-}
-
-static void nbdc_put(struct nbd_conn *c)
-{
-    pthread_mutex_unlock(&c->mu);
-}
-
 /* The errno of the last failed libnbd call of this thread. A lost
  * connection (libnbd: ENOTCONN once the handle is dead, or the socket's own
  * error) is EIO, as qemu's client reports every request it could not
@@ -564,6 +566,398 @@ static int last_errno(void)
     default:
         return e > 0 ? -e : -EIO;
     }
+}
+
+/* The base:allocation extents of one block status reply, as absolute
+ * [.., end) ranges; at most max of them are kept. */
+struct nbd_extent {
+    uint64_t end;
+    uint32_t flags;
+};
+
+struct extent_answer {
+    uint64_t off, limit;
+    size_t n, cap, max;
+    struct nbd_extent *ext;
+    bool got;
+};
+
+/* libnbd, with the connection's mutex held, once per metadata context. */
+static int extent_cb(void *opaque, const char *context, uint64_t off, uint32_t *entries,
+                     size_t n, int *error)
+{
+    struct extent_answer *ans = opaque;
+    uint64_t pos = ans->off;
+    (void)off;
+    (void)error;
+
+    if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) || ans->got)
+        return 0;
+    ans->got = true;
+    for (size_t i = 0; i + 1 < n && ans->n < ans->max && pos < ans->limit; i += 2) {
+        if (entries[i] == 0)
+            break;              /* a broken reply: keep what came before */
+        if (ans->n == ans->cap) {
+            size_t cap = ans->cap ? ans->cap * 2 : 16;
+            struct nbd_extent *x = reallocarray(ans->ext, cap, sizeof(*x));
+            if (!x)
+                break;
+            ans->ext = x;
+            ans->cap = cap;
+        }
+        pos = min_u64(pos + entries[i], ans->limit);
+        ans->ext[ans->n].end = pos;
+        ans->ext[ans->n].flags = entries[i + 1];
+        ans->n++;
+    }
+    return 0;
+}
+
+static int conn_init(struct nbd_conn *c, struct nbd_handle *h)
+{
+    memset(c, 0, sizeof(*c));
+    c->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->efd < 0)
+        return -errno;
+    c->h = h;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->gate, NULL);
+    c->depth = 1;
+    return 0;
+}
+
+/* --- requests in flight ---
+ *
+ * Every command goes out through libnbd's asynchronous calls, so that the
+ * copy engine's threads keep several requests in flight on one connection
+ * (qemu's client pipelines the same way; a server with worker threads, such
+ * as nbdkit, then reads its disk for one request while it sends another).
+ * libnbd acts only inside our calls, and we make them only under the
+ * connection's mutex. Whoever waits first becomes the poller: it polls the
+ * socket without the mutex, then lets libnbd read or write under it; the
+ * completion callbacks wake their own waiters, and a poller whose request is
+ * done hands the duty to one waiter. A submitter that needs the socket
+ * written while the poller waits only for replies pokes its eventfd. */
+
+/* One command. Two owners: the waiting caller and libnbd (which calls the
+ * completion's free function exactly once, even when submission fails). */
+struct nbd_req {
+    pthread_cond_t cv;
+    int refs;                   /* atomic */
+    bool done, queued;
+    int err;                    /* errno from the server or libnbd, 0 on success */
+    struct nbd_req *next;       /* in conn->waiters while queued */
+    struct extent_answer ans;   /* block status only */
+    struct nbd_conn *conn;
+};
+
+static struct nbd_req *req_new(void)
+{
+    struct nbd_req *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return NULL;
+    pthread_cond_init(&r->cv, NULL);
+    r->refs = 2;
+    return r;
+}
+
+static void req_unref(void *opaque)
+{
+    struct nbd_req *r = opaque;
+
+    if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        pthread_cond_destroy(&r->cv);
+        free(r->ans.ext);
+        free(r);
+    }
+}
+
+static void waiter_remove(struct nbd_conn *c, struct nbd_req *r)
+{
+    for (struct nbd_req **p = &c->waiters; *p; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    }
+    r->queued = false;
+}
+
+/* libnbd, with c->mu held: the command retired. */
+static int req_done(void *opaque, int *error)
+{
+    struct nbd_req *r = opaque;
+    struct nbd_conn *c = r->conn;
+
+    r->err = *error;
+    r->done = true;
+    if (r->queued)
+        waiter_remove(c, r);
+    pthread_cond_signal(&r->cv);
+    return 1;                   /* retire the command */
+}
+
+static void conn_fail(struct nbd_conn *c, int e)
+{
+    if (!c->dead)
+        c->dead = e > 0 ? e : EIO;
+    pthread_cond_broadcast(&c->gate);
+    while (c->waiters) {
+        struct nbd_req *w = c->waiters;
+        waiter_remove(c, w);
+        pthread_cond_signal(&w->cv);
+    }
+}
+
+/* One round of polling, entered and left with c->mu held. */
+static void conn_poll(struct nbd_conn *c)
+{
+    unsigned dir = lnbd.nbd_aio_get_direction(c->h);
+    int fd = lnbd.nbd_aio_get_fd(c->h);
+    struct pollfd p[2] = {
+        { .fd = fd, .events = (short)(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0) |
+                                      ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0)) },
+        { .fd = c->efd, .events = POLLIN },
+    };
+    int n, r = 0;
+
+    if (fd < 0) {
+        conn_fail(c, EIO);
+        return;
+    }
+    c->polling = true;
+    c->poll_events = p[0].events;
+    pthread_mutex_unlock(&c->mu);
+    n = poll(p, 2, -1);
+    int e = errno;
+    pthread_mutex_lock(&c->mu);
+    c->polling = false;
+    if (n < 0) {
+        if (e != EINTR)
+            conn_fail(c, e);
+        return;
+    }
+    if (p[1].revents & POLLIN) {
+        uint64_t v;
+        if (read(c->efd, &v, sizeof(v)) < 0) {
+            /* nothing to drain: another poller got it */
+        }
+    }
+    if (p[0].revents & (POLLIN | POLLHUP | POLLERR))
+        r = lnbd.nbd_aio_notify_read(c->h);
+    else if (p[0].revents & POLLOUT)
+        r = lnbd.nbd_aio_notify_write(c->h);
+    if (r < 0)
+        conn_fail(c, lnbd.nbd_get_errno());
+}
+
+/* Wait, with c->mu held, until r retires; 0 or -errno. */
+static int conn_wait(struct nbd_conn *c, struct nbd_req *r)
+{
+    while (!r->done && !c->dead) {
+        if (!c->polling) {
+            conn_poll(c);
+            continue;
+        }
+        r->queued = true;
+        r->next = c->waiters;
+        c->waiters = r;
+        pthread_cond_wait(&r->cv, &c->mu);
+        if (r->queued)
+            waiter_remove(c, r);
+    }
+    /* hand the polling over to a caller still waiting */
+    if (!c->polling && c->waiters) {
+        struct nbd_req *w = c->waiters;
+        waiter_remove(c, w);
+        pthread_cond_signal(&w->cv);
+    }
+    if (!r->done)
+        return -EIO;            /* the connection is lost: qemu's EIO */
+    if (r->err) {
+        switch (r->err) {
+        case ENOTCONN: case ECONNRESET: case ECONNABORTED: case EPIPE: case ESHUTDOWN:
+            return -EIO;
+        default:
+            return -r->err;
+        }
+    }
+    return 0;
+}
+
+/* A command is queued: if libnbd now needs the socket writable and the
+ * poller waits only for replies, wake it to look again. */
+static void conn_kick(struct nbd_conn *c)
+{
+    if (c->polling && !(c->poll_events & POLLOUT) &&
+        (lnbd.nbd_aio_get_direction(c->h) & LIBNBD_AIO_DIRECTION_WRITE)) {
+        uint64_t one = 1;
+        if (write(c->efd, &one, sizeof(one)) < 0) {
+            /* the counter is already non-zero: the poller wakes anyway */
+        }
+    }
+}
+
+enum nbd_op { OP_READ, OP_WRITE, OP_ZERO, OP_TRIM, OP_FLUSH, OP_STATUS };
+
+struct nbd_cmd {
+    enum nbd_op op;
+    void *buf;
+    uint64_t len, off;
+    uint32_t flags;
+};
+
+/* The connection for the next command: the least busy one; another is
+ * opened (multi-conn servers only) when every one has a queue. */
+static struct nbd_conn *conn_pick(struct nbd_state *s)
+{
+    int n = __atomic_load_n(&s->nconn, __ATOMIC_ACQUIRE);
+    struct nbd_conn *best = &s->conn[0];
+    unsigned best_load = __atomic_load_n(&best->inflight, __ATOMIC_RELAXED);
+
+    for (int i = 1; i < n && best_load; i++) {
+        unsigned l = __atomic_load_n(&s->conn[i].inflight, __ATOMIC_RELAXED);
+        if (l < best_load) {
+            best = &s->conn[i];
+            best_load = l;
+        }
+    }
+    if (best_load >= NBD_CONN_DEPTH && s->can_multi_conn &&
+        !__atomic_load_n(&s->pool_full, __ATOMIC_RELAXED) &&
+        pthread_mutex_trylock(&s->pool_mu) == 0) {
+        n = s->nconn;
+        if (n < NBD_MAX_CONNS && !s->pool_full) {
+            struct err e;
+            err_init(&e);
+            struct nbd_handle *h = connect_handle(&s->addr, NBD_EXTRA_CONNECT_MS, &e);
+            if (h && conn_init(&s->conn[n], h) == 0) {
+                best = &s->conn[n];
+                __atomic_store_n(&s->nconn, n + 1, __ATOMIC_RELEASE);
+                if (n + 1 == NBD_MAX_CONNS)
+                    __atomic_store_n(&s->pool_full, true, __ATOMIC_RELAXED);
+            } else {
+                if (h)
+                    lnbd.nbd_close(h);
+                __atomic_store_n(&s->pool_full, true, __ATOMIC_RELAXED);
+            }
+        }
+        pthread_mutex_unlock(&s->pool_mu);
+    }
+    return best;
+}
+
+/* Pipelining pays only where the server works on several requests at once:
+ * nbdkit's threads read one request's data while another's is sent, but
+ * qemu-nbd serves a deeper queue more slowly than one request at a time
+ * (qemu-img's own client too: 1 GiB from a qemu-nbd export, 2.1 s with -m 1
+ * against 5.8 s with -m 8 on the loaded 2-core bench machine). The protocol
+ * does not say which kind of server it is, so after a warm-up (first
+ * touches of buffers and caches are slow at any depth) windows of
+ * NBD_PROBE_BYTES of data alternate between one request at a time and up to
+ * NBD_PIPE_DEPTH in flight, NBD_PROBE_ROUNDS each; the fastest window of
+ * each depth is compared (a single window is at the mercy of the machine's
+ * other load) and the deeper queue stays only when clearly faster. Measured
+ * after this: nbdkit file to qcow2 0.91 s at depth 1, 0.81 s at depth 8;
+ * qemu-nbd qcow2 export to qcow2 0.66 s at depth 1, 1.60 s at depth 8.
+ * Called with c->mu held after each data command. */
+static void conn_probe(struct nbd_conn *c, uint64_t bytes)
+{
+    struct timespec now;
+    double dt;
+
+    if (c->phase > 2 * NBD_PROBE_ROUNDS)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (c->win_bytes == 0)
+        c->win_start = now;
+    c->win_bytes += bytes;
+    if (c->win_bytes < (c->phase ? NBD_PROBE_BYTES : 2 * NBD_PROBE_BYTES))
+        return;
+    dt = (double)(now.tv_sec - c->win_start.tv_sec) +
+         (double)(now.tv_nsec - c->win_start.tv_nsec) * 1e-9;
+    if (c->phase > 0) {         /* phase 0 is the warm-up, not timed */
+        double *best = c->phase % 2 ? &c->t_one : &c->t_deep;
+        if (*best == 0 || dt < *best)
+            *best = dt;
+    }
+    c->phase++;
+    if (c->phase > 2 * NBD_PROBE_ROUNDS)
+        c->depth = c->t_deep < c->t_one * 0.9 ? NBD_PIPE_DEPTH : 1;
+    else
+        c->depth = c->phase % 2 ? 1 : NBD_PIPE_DEPTH;
+    c->win_bytes = 0;
+    pthread_cond_broadcast(&c->gate);
+}
+
+/* Send one command and wait for its reply: 0 or -errno. */
+static int nbd_run(struct nbd_state *s, const struct nbd_cmd *cmd, struct extent_answer *ans)
+{
+    struct nbd_conn *c = conn_pick(s);
+    struct nbd_req *r = req_new();
+    int64_t cookie;
+    int ret;
+
+    if (!r)
+        return -ENOMEM;
+    r->conn = c;
+    if (ans)
+        r->ans = *ans;
+    nbd_completion_callback done = { .callback = req_done, .user_data = r, .free = req_unref };
+    __atomic_add_fetch(&c->inflight, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&c->mu);
+    while (c->active >= c->depth && !c->dead)
+        pthread_cond_wait(&c->gate, &c->mu);
+    if (c->dead) {
+        pthread_mutex_unlock(&c->mu);
+        req_unref(r);
+        req_unref(r);
+        __atomic_sub_fetch(&c->inflight, 1, __ATOMIC_RELAXED);
+        return -EIO;
+    }
+    switch (cmd->op) {
+    case OP_READ:
+        cookie = lnbd.nbd_aio_pread(c->h, cmd->buf, cmd->len, cmd->off, done, 0);
+        break;
+    case OP_WRITE:
+        cookie = lnbd.nbd_aio_pwrite(c->h, cmd->buf, cmd->len, cmd->off, done, 0);
+        break;
+    case OP_ZERO:
+        cookie = lnbd.nbd_aio_zero(c->h, cmd->len, cmd->off, done, cmd->flags);
+        break;
+    case OP_TRIM:
+        cookie = lnbd.nbd_aio_trim(c->h, cmd->len, cmd->off, done, 0);
+        break;
+    case OP_FLUSH:
+        cookie = lnbd.nbd_aio_flush(c->h, done, 0);
+        break;
+    case OP_STATUS:
+    default:
+        cookie = lnbd.nbd_aio_block_status(c->h, cmd->len, cmd->off,
+                                           (nbd_extent_callback){ .callback = extent_cb,
+                                                                  .user_data = &r->ans },
+                                           done, cmd->flags);
+        break;
+    }
+    c->active++;
+    if (cookie < 0) {
+        ret = last_errno();     /* libnbd already dropped its reference */
+    } else {
+        conn_kick(c);
+        ret = conn_wait(c, r);
+        if (ret == 0 && ans) {
+            *ans = r->ans;
+            r->ans.ext = NULL;
+        }
+        if (ret == 0 && (cmd->op == OP_READ || cmd->op == OP_WRITE))
+            conn_probe(c, cmd->len);
+    }
+    c->active--;
+    pthread_cond_signal(&c->gate);
+    pthread_mutex_unlock(&c->mu);
+    __atomic_sub_fetch(&c->inflight, 1, __ATOMIC_RELAXED);
+    req_unref(r);
+    return ret;
 }
 
 /* --- life --- */
@@ -607,10 +1001,14 @@ static int nbdc_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     v = lnbd.nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
     s->max_req = v >= s->min_block && v > 0 && v < NBD_MAX_REQUEST ? (uint32_t)v : NBD_MAX_REQUEST;
     s->max_req -= s->max_req % s->min_block;
+    if ((r = conn_init(&s->conn[0], h)) < 0) {
+        err_set_errno(err, -r, "Could not create an eventfd");
+        goto fail_handle;
+    }
     pthread_mutex_init(&s->pool_mu, NULL);
-    s->conn[0].h = h;
-    pthread_mutex_init(&s->conn[0].mu, NULL);
     s->nconn = 1;
+    s->cache_on = !(flags & BLK_O_RDWR);
+    pthread_mutex_init(&s->cache_mu, NULL);
 
     bs->total_size = s->size;
     bs->request_alignment = s->min_block;
@@ -633,8 +1031,12 @@ static void nbdc_close(struct bds *bs)
         lnbd.nbd_shutdown(s->conn[i].h, 0);
         lnbd.nbd_close(s->conn[i].h);
         pthread_mutex_destroy(&s->conn[i].mu);
+        pthread_cond_destroy(&s->conn[i].gate);
+        close(s->conn[i].efd);
     }
     pthread_mutex_destroy(&s->pool_mu);
+    pthread_mutex_destroy(&s->cache_mu);
+    free(s->cache_ext);
     addr_release(&s->addr);
 }
 
@@ -655,11 +1057,8 @@ static int nbdc_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
         len = s->size - off;
     }
     while (len) {
-        size_t n = (size_t)min_u64(len, s->max_req);
-        struct nbd_conn *c = nbdc_get(s);
-        int r = lnbd.nbd_pread(c->h, p, n, off, 0);
-        r = r < 0 ? last_errno() : 0;
-        nbdc_put(c);
+        uint64_t n = min_u64(len, s->max_req);
+        int r = nbd_run(s, &(struct nbd_cmd){ OP_READ, p, n, off, 0 }, NULL);
         if (r)
             return r;
         p += n;
@@ -682,6 +1081,16 @@ static int clip_to_export(const struct nbd_state *s, uint64_t off, uint64_t *len
     return 0;
 }
 
+/* Our own writes change what block status would say. */
+static void cache_drop(struct nbd_state *s)
+{
+    if (!s->cache_on)
+        return;
+    pthread_mutex_lock(&s->cache_mu);
+    s->cache_n = 0;
+    pthread_mutex_unlock(&s->cache_mu);
+}
+
 static int nbdc_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
 {
     struct nbd_state *s = bs->opaque;
@@ -690,12 +1099,10 @@ static int nbdc_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *b
 
     if (clip_to_export(s, off, &len) < 0)
         return -ENOSPC;
+    cache_drop(s);
     while (len) {
-        size_t n = (size_t)min_u64(len, s->max_req);
-        struct nbd_conn *c = nbdc_get(s);
-        int r = lnbd.nbd_pwrite(c->h, p, n, off, 0);
-        r = r < 0 ? last_errno() : 0;
-        nbdc_put(c);
+        uint64_t n = min_u64(len, s->max_req);
+        int r = nbd_run(s, &(struct nbd_cmd){ OP_WRITE, (void *)(uintptr_t)p, n, off, 0 }, NULL);
         if (r)
             return r;
         p += n;
@@ -743,12 +1150,10 @@ static int nbdc_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int fl
         nflags |= LIBNBD_CMD_FLAG_NO_HOLE;
     if (flags & BLK_WRITE_NO_FALLBACK)
         nflags |= LIBNBD_CMD_FLAG_FAST_ZERO;
+    cache_drop(s);
     while (len) {
         uint64_t n = min_u64(len, chunk);
-        struct nbd_conn *c = nbdc_get(s);
-        int r = lnbd.nbd_zero(c->h, n, off, nflags);
-        r = r < 0 ? last_errno() : 0;
-        nbdc_put(c);
+        int r = nbd_run(s, &(struct nbd_cmd){ OP_ZERO, NULL, n, off, nflags }, NULL);
         if (r == -EOPNOTSUPP)
             r = -ENOTSUP;
         if (r)
@@ -769,12 +1174,10 @@ static int nbdc_discard(struct bds *bs, uint64_t off, uint64_t len)
     if (off >= s->size)
         return 0;
     len = min_u64(len, s->size - off);
+    cache_drop(s);
     while (len) {
         uint64_t n = min_u64(len, chunk);
-        struct nbd_conn *c = nbdc_get(s);
-        int r = lnbd.nbd_trim(c->h, n, off, 0);
-        r = r < 0 ? last_errno() : 0;
-        nbdc_put(c);
+        int r = nbd_run(s, &(struct nbd_cmd){ OP_TRIM, NULL, n, off, 0 }, NULL);
         if (r)
             return r;
         off += n;
@@ -786,45 +1189,45 @@ static int nbdc_discard(struct bds *bs, uint64_t off, uint64_t len)
 static int nbdc_flush(struct bds *bs)
 {
     struct nbd_state *s = bs->opaque;
-    int r = 0;
 
     if (!s->can_flush || s->no_flush)
         return 0;
-    /* Without multi-conn there is one connection; with it, the server
-     * promises that a flush on any connection covers them all. */
-    struct nbd_conn *c = nbdc_get(s);
-    if (lnbd.nbd_flush(c->h, 0) < 0)
-        r = last_errno();
-    nbdc_put(c);
-    return r;
+    /* With multi-conn the server promises that a flush on one connection
+     * covers the writes completed on all of them; without it there is only
+     * one. */
+    return nbd_run(s, &(struct nbd_cmd){ OP_FLUSH, NULL, 0, 0, 0 }, NULL);
 }
 
-struct extent_answer {
-    uint64_t len;
-    uint32_t flags;
-    bool got;
-};
-
-static int extent_cb(void *opaque, const char *context, uint64_t off, uint32_t *entries,
-                     size_t n, int *error)
+/* Block status of [off, ...) from the extents kept from the last answer:
+ * the flags, or -1 when off is not covered. */
+static int cache_lookup(struct nbd_state *s, uint64_t off, uint64_t *end)
 {
-    struct extent_answer *ans = opaque;
-    (void)off;
-    (void)error;
-    if (strcmp(context, LIBNBD_CONTEXT_BASE_ALLOCATION) || ans->got || n < 2)
-        return 0;
-    ans->len = entries[0];
-    ans->flags = entries[1];
-    ans->got = true;
-    return 0;
+    int ret = -1;
+
+    pthread_mutex_lock(&s->cache_mu);
+    if (s->cache_n && off >= s->cache_off && off < s->cache_ext[s->cache_n - 1].end) {
+        size_t lo = 0, hi = s->cache_n - 1;
+        while (lo < hi) {       /* first extent ending after off */
+            size_t mid = lo + (hi - lo) / 2;
+            if (s->cache_ext[mid].end <= off)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        *end = s->cache_ext[lo].end;
+        ret = (int)s->cache_ext[lo].flags;
+    }
+    pthread_mutex_unlock(&s->cache_mu);
+    return ret;
 }
 
 static int nbdc_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
-                               uint64_t *map, struct bds **file)
+                             uint64_t *map, struct bds **file)
 {
     struct nbd_state *s = bs->opaque;
     struct extent_answer ans = { 0 };
-    int ret;
+    uint64_t end;
+    int flags, ret;
 
     *map = off;
     *file = bs;
@@ -836,24 +1239,44 @@ static int nbdc_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_
         *pnum = len;
         return BLK_STATUS_ZERO | BLK_STATUS_ALLOCATED;
     }
-    uint64_t n = min_u64(min_u64(len, s->size - off), UINT32_MAX - UINT32_MAX % s->min_block);
-    if (s->min_block > 1 && n % s->min_block)
-        n = align_up_u64(n, s->min_block) <= s->size - off ? align_up_u64(n, s->min_block) : n;
-    struct nbd_conn *c = nbdc_get(s);
-    int r = lnbd.nbd_block_status(c->h, n, off,
-                             (nbd_extent_callback){ .callback = extent_cb, .user_data = &ans },
-                             LIBNBD_CMD_FLAG_REQ_ONE);
-    r = r < 0 ? last_errno() : 0;
-    nbdc_put(c);
-    if (r)
-        return r;
-    if (!ans.got || ans.len == 0)
-        return -EIO;        /* qemu: "Server did not reply with any status extents" */
-    *pnum = min_u64(ans.len, len);
+    flags = s->cache_on ? cache_lookup(s, off, &end) : -1;
+    if (flags < 0) {
+        /* A read-only export is asked for everything up to its end at once
+         * and the answer kept: a copy then walks the map without a round
+         * trip per extent (pass one and pass two of convert alike). */
+        uint64_t want = s->cache_on ? s->size - off : min_u64(len, s->size - off);
+        uint64_t n = min_u64(want, UINT32_MAX - UINT32_MAX % s->min_block);
+        if (s->min_block > 1 && n % s->min_block)
+            n = align_up_u64(n, s->min_block) <= s->size - off ? align_up_u64(n, s->min_block) : n;
+        ans.off = off;
+        ans.limit = off + n;
+        ans.max = s->cache_on ? NBD_CACHE_MAX : 1;
+        int r = nbd_run(s, &(struct nbd_cmd){ OP_STATUS, NULL, n, off,
+                                              s->cache_on ? 0 : LIBNBD_CMD_FLAG_REQ_ONE }, &ans);
+        if (r)
+            return r;
+        if (!ans.n || ans.ext[0].end <= off) {
+            free(ans.ext);
+            return -EIO;        /* qemu: "Server did not reply with any status extents" */
+        }
+        flags = (int)ans.ext[0].flags;
+        end = ans.ext[0].end;
+        if (s->cache_on) {
+            pthread_mutex_lock(&s->cache_mu);
+            free(s->cache_ext);
+            s->cache_ext = ans.ext;
+            s->cache_n = ans.n;
+            s->cache_off = off;
+            pthread_mutex_unlock(&s->cache_mu);
+            ans.ext = NULL;
+        }
+        free(ans.ext);
+    }
+    *pnum = min_u64(end - off, len);
     ret = BLK_STATUS_OFFSET_VALID;
-    if (!(ans.flags & LIBNBD_STATE_HOLE))
+    if (!(flags & LIBNBD_STATE_HOLE))
         ret |= BLK_STATUS_DATA;
-    if (ans.flags & LIBNBD_STATE_ZERO)
+    if (flags & LIBNBD_STATE_ZERO)
         ret |= BLK_STATUS_ZERO;
     if (ret & (BLK_STATUS_DATA | BLK_STATUS_ZERO))
         ret |= BLK_STATUS_ALLOCATED;
@@ -886,6 +1309,13 @@ static int nbdc_create(const char *filename, struct kvopts *opts, struct err *er
 
     if ((r = kvopts_get_size(opts, "size", 0, &size, err)) < 0)
         return r;
+    const char *pa = kvopts_get(opts, "preallocation");
+    enum blk_prealloc prealloc = BLK_PREALLOC_OFF;
+    if (pa && (r = blk_parse_prealloc(pa, ~0u, &prealloc, err)) < 0)
+        return r;
+    if (prealloc != BLK_PREALLOC_OFF)
+        return err_set(err, ENOTSUP, "Unsupported preallocation mode '%s'",
+                       blk_prealloc_name(prealloc));
     err_init(&e);
     bs = blk_open_protocol(filename, BLK_O_RDWR, &e);
     if (!bs)
@@ -903,6 +1333,13 @@ static int nbdc_create(const char *filename, struct kvopts *opts, struct err *er
     blk_close(bs);
     return r;
 }
+
+/* qemu's bdrv_create_opts_simple, the options of the fallback above. */
+static const struct opt_desc nbdc_create_opts[] = {
+    { "size", OPT_SIZE, "Virtual disk size", NULL },
+    { "preallocation", OPT_STRING, "Preallocation mode (allowed values: off)", NULL },
+    { NULL, 0, NULL, NULL },
+};
 
 /* qemu's nbd has no driver info: "info" shows no dirty flag. */
 static int nbdc_get_info(struct bds *bs, struct blk_info *bi)
@@ -923,6 +1360,7 @@ const struct blk_driver nbd_driver = {
     .kind = BLK_KIND_PROTOCOL,
     .instance_size = sizeof(struct nbd_state),
     .thread_model = BLK_THREAD_PARALLEL,
+    .create_opts = nbdc_create_opts,
     .claims = nbdc_claims,
     .open = nbdc_open,
     .close = nbdc_close,

@@ -188,6 +188,26 @@ same "qcow2 written through nbd: info" -- info "$U6"
 stop_srv q6
 check "qcow2 written through nbd: local file check" "$QEMU_IMG" check -f qcow2 "$W/w6.raw"
 
+# ------------------------------------------------------------ pipelining and the block status cache
+# A read-only nbdkit file export with more data than the driver's depth
+# probe (32 MiB warm-up, then 6 windows of 16 MiB alternating one request at
+# a time and several in flight) and many extents: copies by several threads with requests in flight must give the
+# source's bytes, and map (answered from the one whole-export block status
+# reply) must match qemu-img's.
+truncate -s 176M "$W/big.raw"
+"$QEMU_IO" -f raw -c 'write -P 0x11 0 40M' -c 'write -P 0x22 44M 36M' -c 'write -z 80M 4M' \
+    -c 'write -P 0x33 96M 64M' -c 'write -P 0x44 164M 64k' -c 'write -P 0x55 175M 512' \
+    "$W/big.raw" >/dev/null || _bail "making big.raw"
+S7=$T/k7.sock
+nbdkit_srv k7 -U "$S7" -r file "$W/big.raw"
+U7="nbd+unix:///?socket=$S7"
+check "pipelined convert -m 8 -W from nbdkit file" "$QIMG" convert -m 8 -W -O raw "$U7" "$A/big-out.raw"
+check "pipelined convert: bytes equal the source" cmp "$A/big-out.raw" "$W/big.raw"
+same "read-only nbdkit file: map json" -- map --output=json "$U7"
+same "read-only nbdkit file: map" -- map "$U7"
+stop_srv k7
+rm -f "$A/big-out.raw" "$W/big.raw"
+
 # ------------------------------------------------------------ errors
 
 same "refused tcp connection" -- info nbd://127.0.0.1:1/
