@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "block/driver.h"
+#include "engine/compare.h"
 #include "engine/copy.h"
 #include "util/zero.h"
 
@@ -465,6 +466,21 @@ static void *engine_worker(void *opaque)
 /* Is every node under bs a page-cached local file? Then requests finish
  * without waiting on a device, and threads beyond the CPUs only add
  * switching; O_DIRECT and network nodes gain from requests in flight. */
+/* fn(arg) on n threads: n - 1 started here (fewer if creation fails) and
+ * the caller's own; returns when all are done. */
+static void run_workers(void *(*fn)(void *), void *arg, int n)
+{
+    pthread_t tid[COPY_MAX_WORKERS];
+    int started = 0;
+
+    for (int i = 1; i < n && i < COPY_MAX_WORKERS; i++)
+        if (pthread_create(&tid[started], NULL, fn, arg) == 0)
+            started++;
+    fn(arg);
+    for (int i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+}
+
 static bool cached_local(const struct bds *bs, int depth)
 {
     if (!bs)
@@ -488,8 +504,7 @@ static bool uses_nocache(const struct bds *bs, int depth)
 int copy_run(struct copy_job *j, struct err *err)
 {
     struct engine e;
-    pthread_t tid[COPY_MAX_WORKERS];
-    int nthreads, started = 0;
+    int nthreads;
     uint64_t off;
 
     memset(&e, 0, sizeof(e));
@@ -544,12 +559,7 @@ int copy_run(struct copy_job *j, struct err *err)
      * what -m asks of qemu-img (8 x 2 MiB by default). */
     if (direct && j->buf_size == COPY_DIRECT_BUF && nthreads > 1)
         nthreads /= 2;
-    for (int i = 1; i < nthreads; i++)
-        if (pthread_create(&tid[started], NULL, engine_worker, &e) == 0)
-            started++;
-    engine_worker(&e);
-    for (int i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
+    run_workers(engine_worker, &e, nthreads);
     pthread_cond_destroy(&e.turn);
     pthread_mutex_destroy(&e.lock);
     if (e.ret) {
@@ -667,22 +677,6 @@ static int rebase_fill(struct bds *node, uint64_t size, uint64_t off, uint64_t n
     return all_zero ? 1 : 0;
 }
 
-/* Same verdict run of sectors from the first one (qemu's compare_buffers). */
-static bool rebase_differs(const uint8_t *a, const uint8_t *b, uint64_t bytes, uint64_t *pnum)
-{
-    uint64_t i = min_u64(bytes, SECTOR);
-    bool res = memcmp(a, b, i) != 0;
-
-    while (i < bytes) {
-        uint64_t len = min_u64(bytes - i, SECTOR);
-        if ((memcmp(a + i, b + i, len) != 0) != res)
-            break;
-        i += len;
-    }
-    *pnum = i;
-    return res;
-}
-
 static bool rebase_wait_turn(struct rebase *rb, uint64_t off)
 {
     bool ok;
@@ -722,7 +716,7 @@ static int rebase_step(struct rebase_job *j, uint64_t off, uint64_t n, uint8_t *
         return 0;   /* both read as zero: nothing differs */
     for (uint64_t done = 0; done < n;) {
         uint64_t pnum;
-        if (rebase_differs(buf_old + done, buf_new + done, n - done, &pnum)) {
+        if (compare_sectors(buf_old + done, buf_new + done, n - done, &pnum)) {
             /* Zeros beyond the old backing's end are written as zeros,
              * anything read from it (even zeros) as data, as qemu-img. */
             int w = old_is_zero ? blk_pwrite_zeroes(j->bs, off + done, pnum, 0)
@@ -799,8 +793,7 @@ out:
 int rebase_run(struct rebase_job *j, struct err *err)
 {
     struct rebase rb;
-    pthread_t tid[COPY_MAX_WORKERS];
-    int nthreads, started = 0;
+    int nthreads;
 
     memset(&rb, 0, sizeof(rb));
     rb.j = j;
@@ -812,12 +805,7 @@ int rebase_run(struct rebase_job *j, struct err *err)
     nthreads = j->workers > 0 ? j->workers : 1;
     if (nthreads > COPY_MAX_WORKERS)
         nthreads = COPY_MAX_WORKERS;
-    for (int i = 1; i < nthreads; i++)
-        if (pthread_create(&tid[started], NULL, rebase_worker, &rb) == 0)
-            started++;
-    rebase_worker(&rb);
-    for (int i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
+    run_workers(rebase_worker, &rb, nthreads);
     pthread_cond_destroy(&rb.turn);
     pthread_mutex_destroy(&rb.lock);
     if (rb.ret) {
