@@ -436,3 +436,9 @@ same_files() {
             "$(diff -u --label qemu-img --label qimg <(echo "$b") <(echo "$a") | tail -n +3)"
     fi
 }
+
+# put64 FILE OFFSET VALUE: a big-endian 64-bit value written in place
+put64() { python3 -c 'import sys
+f, o, v = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0)
+with open(f, "r+b") as h:
+    h.seek(o); h.write(v.to_bytes(8, "big"))' "$@"; }

@@ -8,11 +8,6 @@
 . "$(dirname "$0")/lib.sh"
 
 qio() { "$QEMU_IO" -f qcow2 "$@" >/dev/null; }
-# put64 FILE OFFSET VALUE: a big-endian 64-bit value in place
-put64() { python3 -c 'import sys
-f, o, v = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0)
-with open(f, "r+b") as h:
-    h.seek(o); h.write(v.to_bytes(8, "big"))' "$@"; }
 
 # Layout of a fresh 1M image with 64k clusters after one write at 0:
 # header 0, reftable 0x10000, refblock 0x20000, L1 0x30000, L2 0x40000,

@@ -11,18 +11,17 @@
 . "$(dirname "$0")/lib.sh"
 
 qio() { "$QEMU_IO" -f qcow2 "$@" >/dev/null; }
-put64() { python3 -c 'import sys
-f, o, v = sys.argv[1], int(sys.argv[2], 0), int(sys.argv[3], 0)
-with open(f, "r+b") as h:
-    h.seek(o); h.write(v.to_bytes(8, "big"))' "$@"; }
 
 # -- snapshot delete: the snapshot's clusters go, in one punch per run
 mksnap() { "$QEMU_IMG" create -q -f qcow2 sn.qcow2 4M && qio -c 'write -P 1 0 4M' sn.qcow2 &&
            "$QEMU_IMG" snapshot -c s1 sn.qcow2 && qio -c 'write -P 2 0 2M' sn.qcow2 &&
            cp --sparse=never sn.qcow2 sa.qcow2; }
+# "disk size" also counts ext4's extent-tree blocks, which vary by a block
+# with the file's fragmentation on a busy machine: info is compared without
+# it, and the allocated block ranges (same_alloc) are compared exactly.
 fixture mksnap
 same "snapshot -d" -- snapshot -d s1 sn.qcow2
-same "snapshot -d: info" -- info sn.qcow2
+same "snapshot -d: info" --filter 'grep -v "disk size"' -- info sn.qcow2
 same_alloc "snapshot -d: allocation" sn.qcow2
 verify "snapshot -d: check" -- check sn.qcow2
 check_sh "snapshot -d: bytes as qemu's" "cmp '$A/sn.qcow2' '$B/sn.qcow2'"
@@ -36,7 +35,7 @@ mksnap2() { "$QEMU_IMG" create -q -f qcow2 -o compat=0.10 s2.qcow2 4M &&
             qio -c 'write -P 2 1M 1M' s2.qcow2; }
 fixture mksnap2
 same "v2 snapshot -d" -- snapshot -d s1 s2.qcow2
-same "v2 snapshot -d: info json" -- info --output=json s2.qcow2
+same "v2 snapshot -d: info json" --filter 'grep -v actual-size' -- info --output=json s2.qcow2
 same_alloc "v2 snapshot -d: allocation" s2.qcow2
 check_sh "v2 snapshot -d: bytes as qemu's" "cmp '$A/s2.qcow2' '$B/s2.qcow2'"
 
@@ -46,7 +45,7 @@ mkcommit() { "$QEMU_IMG" create -q -f qcow2 cb.qcow2 4M &&
              qio -c 'write -P 3 0 3M' -c 'write -z 3M 512k' ct.qcow2; }
 fixture mkcommit
 same "commit" -- commit ct.qcow2
-same "commit: top info" -- info ct.qcow2
+same "commit: top info" --filter 'grep -v "disk size"' -- info ct.qcow2
 same_files "commit: file sizes"
 same_alloc "commit: top allocation" ct.qcow2
 same_alloc "commit: base allocation" cb.qcow2
@@ -64,7 +63,7 @@ mkcommit2() { "$QEMU_IMG" create -q -f qcow2 db.qcow2 4M &&
               qio -c 'write -P 4 1M 2M' dt.qcow2; }
 fixture mkcommit2
 same "commit (top with a snapshot)" -- commit dt.qcow2
-same "commit (top with a snapshot): info" --filter 'grep "disk size"' -- info dt.qcow2
+same "commit (top with a snapshot): info" --filter 'grep -v -e "disk size" -e "^1  "' -- info dt.qcow2
 same_alloc "commit (top with a snapshot): allocation" dt.qcow2
 verify "commit (top with a snapshot): check" -- check dt.qcow2
 # commit -d leaves the top alone
