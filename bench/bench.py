@@ -168,17 +168,38 @@ def verify(kind, out, ref):
 
 
 # --- NBD servers for the nbd-* workloads (started here, stopped at exit) ---
+#
+# Everything a run of the NBD workloads makes (sockets, pid files, the
+# exports written to, the converted outputs) lives in a folder of its own
+# under DIR (tempfile.mkdtemp), removed at exit: two bench runs at once no
+# longer stop each other's servers or write into each other's exports. The
+# corpus itself (small.raw, small.qcow2) stays shared and read-only.
 
 NBD_PIDS = []
+NBD_RUN_DIR = None
+
+
+def nbd_run_dir():
+    global NBD_RUN_DIR
+    if NBD_RUN_DIR is None:
+        import tempfile
+        NBD_RUN_DIR = tempfile.mkdtemp(prefix="nbd-run-", dir=DIR)
+    return NBD_RUN_DIR
 
 
 def stop_nbd_servers():
     for pidfile in NBD_PIDS:
         try:
             with open(pidfile) as f:
-                os.kill(int(f.read().strip()), 15)
+                pid = int(f.read().strip())
+            os.kill(pid, 15)
+            for _ in range(100):            # wait until it is gone (at most 1 s)
+                os.kill(pid, 0)
+                time.sleep(0.01)
         except (OSError, ValueError):
             pass
+    if NBD_RUN_DIR:
+        shutil.rmtree(NBD_RUN_DIR, ignore_errors=True)
 
 
 def free_port():
@@ -191,13 +212,11 @@ def free_port():
 def start_nbd(name, argv, tcp=False):
     """Start a daemonizing server (qemu-nbd --fork / nbdkit); '@PID@' in argv
     is replaced by its pid file, '@SOCK@' by its unix socket and '@PORT@' by
-    a free TCP port. Returns the socket's URI (nbd:// when tcp) or None."""
-    sock = os.path.join(DIR, name + ".sock")
-    pidfile = os.path.join(DIR, name + ".pid")
+    a free TCP port, all in this run's own folder. Returns the socket's URI
+    (nbd:// when tcp) or None."""
+    sock = os.path.join(nbd_run_dir(), name + ".sock")
+    pidfile = os.path.join(nbd_run_dir(), name + ".pid")
     port = str(free_port())
-    for f in (sock, pidfile):
-        if os.path.exists(f):
-            os.unlink(f)
     argv = [a.replace("@PID@", pidfile).replace("@SOCK@", sock).replace("@PORT@", port)
             for a in argv]
     if not shutil.which(argv[0]):
@@ -284,7 +303,9 @@ def main():
         make_reference_images(q)
 
     workloads = [] if only_nbd else local_workloads(q)
-    workloads += nbd_workloads()
+    # the NBD servers only when an NBD workload will run
+    if not wanted or any(n == "nbd" or n.startswith("nbd-") for n in wanted):
+        workloads += nbd_workloads()
 
     print("%-28s | %-37s | %-37s | %s" % ("workload", "qemu-img: wall  +sync    cpu  rssMiB",
                                           "qimg:     wall  +sync    cpu  rssMiB", "ratio (+sync)"))
@@ -391,30 +412,36 @@ def nbd_workloads():
     (qimg may open up to NBD_MAX_CONNS connections, src/protocols/nbd.c;
     qemu-img always uses one)."""
     import atexit
+    import signal
     atexit.register(stop_nbd_servers)
+    # a bench stopped by SIGTERM (timeout, kill) stops its servers too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workloads = []
-    for img in ("nbdw.raw", "nbdw2.raw"):
-        if not os.path.exists(img) or os.path.getsize(img) != SMALL:
-            with open(img, "wb") as f:
-                f.truncate(SMALL)
+    rd = nbd_run_dir()
+    nbdw, nbdw2 = os.path.join(rd, "nbdw.raw"), os.path.join(rd, "nbdw2.raw")
+    for img in (nbdw, nbdw2):
+        with open(img, "wb") as f:
+            f.truncate(SMALL)
+    small_raw, small_qcow2 = os.path.abspath("small.raw"), os.path.abspath("small.qcow2")
+    oq, orw = os.path.join(rd, "o.qcow2"), os.path.join(rd, "o.raw")
     srv = {
         "qnbd-ro": start_nbd("qnbd-ro", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t", "-r",
-                                         "-e", "8", "-k", "@SOCK@", "-f", "qcow2", "small.qcow2"]),
+                                         "-e", "8", "-k", "@SOCK@", "-f", "qcow2", small_qcow2]),
         "qnbd-rw": start_nbd("qnbd-rw", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t",
-                                         "-e", "8", "-k", "@SOCK@", "-f", "raw", "nbdw.raw"]),
+                                         "-e", "8", "-k", "@SOCK@", "-f", "raw", nbdw]),
         "kfile": start_nbd("kfile", ["nbdkit", "-P", "@PID@", "-U", "@SOCK@", "-r",
-                                     "file", "small.raw"]),
+                                     "file", small_raw]),
         "kmem": start_nbd("kmem", ["nbdkit", "-P", "@PID@", "-U", "@SOCK@",
                                    "memory", str(SMALL)]),
         "kfile-rw": start_nbd("kfile-rw", ["nbdkit", "-P", "@PID@", "-U", "@SOCK@",
-                                           "file", "nbdw2.raw"]),
+                                           "file", nbdw2]),
         # qemu-nbd's default: one client, no multi-conn (one connection,
         # requests pipelined on it)
         "qnbd-1": start_nbd("qnbd-1", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t", "-r",
-                                       "-k", "@SOCK@", "-f", "qcow2", "small.qcow2"]),
+                                       "-k", "@SOCK@", "-f", "qcow2", small_qcow2]),
         "qnbd-tcp": start_nbd("qnbd-tcp", ["qemu-nbd", "--fork", "--pid-file=@PID@", "-t", "-r",
                                            "-e", "8", "-b", "127.0.0.1", "-p", "@PORT@",
-                                           "-f", "raw", "small.raw"], tcp=True),
+                                           "-f", "raw", small_raw], tcp=True),
     }
 
     def nbd_same_as(uri, ref):
@@ -427,42 +454,42 @@ def nbd_workloads():
 
     if srv["qnbd-ro"]:
         workloads.append(Workload("nbd-qemu-nbd-to-qcow2", ["convert", "-O", "qcow2", srv["qnbd-ro"],
-                                                            "o.qcow2"],
-                                  out="o.qcow2", out_kind="qcow2", ref="small.raw"))
+                                                            oq],
+                                  out=oq, out_kind="qcow2", ref=small_raw))
         workloads.append(Workload("nbd-qemu-nbd-to-raw-m8W", ["convert", "-m", "8", "-W", "-O", "raw",
-                                                              srv["qnbd-ro"], "o.raw"],
-                                  out="o.raw", ref="small.raw"))
+                                                              srv["qnbd-ro"], orw],
+                                  out=orw, ref=small_raw))
     if srv["kfile"]:
         workloads.append(Workload("nbd-nbdkit-file-to-qcow2", ["convert", "-O", "qcow2", srv["kfile"],
-                                                               "o.qcow2"],
-                                  out="o.qcow2", out_kind="qcow2", ref="small.raw"))
+                                                               oq],
+                                  out=oq, out_kind="qcow2", ref=small_raw))
         workloads.append(Workload("nbd-nbdkit-file-to-raw", ["convert", "-O", "raw", srv["kfile"],
-                                                             "o.raw"],
-                                  out="o.raw", ref="small.raw"))
+                                                             orw],
+                                  out=orw, ref=small_raw))
     if srv["qnbd-1"]:
         workloads.append(Workload("nbd-qemu-nbd-1conn-to-raw", ["convert", "-O", "raw", srv["qnbd-1"],
-                                                                "o.raw"],
-                                  out="o.raw", ref="small.raw"))
+                                                                orw],
+                                  out=orw, ref=small_raw))
     if srv["qnbd-tcp"]:
         workloads.append(Workload("nbd-qemu-nbd-tcp-to-raw", ["convert", "-O", "raw", srv["qnbd-tcp"],
-                                                              "o.raw"],
-                                  out="o.raw", ref="small.raw"))
+                                                              orw],
+                                  out=orw, ref=small_raw))
     if srv["kfile-rw"]:
         workloads.append(Workload("nbd-raw-to-nbdkit-file", ["convert", "-n", "-f", "raw", "-O", "raw",
-                                                             "small.raw", srv["kfile-rw"]],
-                                  post=nbd_same_as(srv["kfile-rw"], "small.raw")))
+                                                             small_raw, srv["kfile-rw"]],
+                                  post=nbd_same_as(srv["kfile-rw"], small_raw)))
     if srv["qnbd-rw"]:
         workloads.append(Workload("nbd-raw-to-qemu-nbd", ["convert", "-n", "-f", "raw", "-O", "raw",
-                                                          "small.raw", srv["qnbd-rw"]],
-                                  post=nbd_same_as(srv["qnbd-rw"], "small.raw")))
+                                                          small_raw, srv["qnbd-rw"]],
+                                  post=nbd_same_as(srv["qnbd-rw"], small_raw)))
     if srv["kmem"]:
         workloads.append(Workload("nbd-qcow2-to-nbdkit-memory", ["convert", "-n", "-f", "qcow2", "-O",
-                                                                 "raw", "small.qcow2", srv["kmem"]],
-                                  post=nbd_same_as(srv["kmem"], "small.raw")))
+                                                                 "raw", small_qcow2, srv["kmem"]],
+                                  post=nbd_same_as(srv["kmem"], small_raw)))
         workloads.append(Workload("nbd-raw-to-nbdkit-memory-m8W", ["convert", "-n", "-m", "8", "-W",
                                                                    "-f", "raw", "-O", "raw",
-                                                                   "small.raw", srv["kmem"]],
-                                  post=nbd_same_as(srv["kmem"], "small.raw")))
+                                                                   small_raw, srv["kmem"]],
+                                  post=nbd_same_as(srv["kmem"], small_raw)))
     return workloads
 
 

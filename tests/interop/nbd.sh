@@ -206,7 +206,26 @@ check "pipelined convert: bytes equal the source" cmp "$A/big-out.raw" "$W/big.r
 same "read-only nbdkit file: map json" -- map --output=json "$U7"
 same "read-only nbdkit file: map" -- map "$U7"
 stop_srv k7
-rm -f "$A/big-out.raw" "$W/big.raw"
+# the same past the probe on the write side: nbdkit memory (its server pid
+# is not the socket's, so the windows are timed) and qemu-nbd (a local
+# server whose CPU time the probe reads), the copies by several threads
+nbdkit_srv k7 -U "$S7" memory 176M
+check "pipelined convert -n -m 8 -W into nbdkit memory" \
+    "$QIMG" convert -n -m 8 -W -f raw -O raw "$W/big.raw" "$U7"
+check "pipelined writes: qemu-img compare" "$QEMU_IMG" compare -f raw -F raw "$U7" "$W/big.raw"
+stop_srv k7
+S9=$T/q9.sock
+U9="nbd+unix:///?socket=$S9"
+truncate -s 176M "$W/big-w.raw"
+qemu_nbd q9 -k "$S9" -f raw "$W/big-w.raw"
+check "pipelined convert -n into qemu-nbd" "$QIMG" convert -n -f raw -O raw "$W/big.raw" "$U9"
+stop_srv q9
+check "qemu-nbd export written: bytes equal the source" cmp "$W/big-w.raw" "$W/big.raw"
+qemu_nbd q9 -r -k "$S9" -f raw "$W/big.raw"
+check "pipelined convert from qemu-nbd to qcow2" "$QIMG" convert -O qcow2 "$U9" "$A/big-out.qcow2"
+check "from qemu-nbd: qemu-img compare" "$QEMU_IMG" compare "$A/big-out.qcow2" "$W/big.raw"
+stop_srv q9
+rm -f "$A/big-out.raw" "$A/big-out.qcow2" "$W/big.raw" "$W/big-w.raw"
 
 # ------------------------------------------------------------ errors
 
