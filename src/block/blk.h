@@ -114,7 +114,17 @@ struct blk_measure {
 
 /* --- driver lookup --- */
 const struct blk_driver *blk_find_format(const char *name);
+/* The protocol driver for a name, as qemu's bdrv_find_protocol picks it: a
+ * prefix before the first ':' (when no '/' comes first) must name one of
+ * qemu's protocols, else NULL and "Unknown protocol 'foo'" in err; names
+ * without a prefix are files. Protocols qemu has and qimg lacks get a
+ * driver whose open/create fail with qemu's message where it can be told. */
+const struct blk_driver *blk_find_protocol(const char *filename, struct err *err);
+/* Same, never NULL: an unknown prefix gets a driver whose open and create
+ * fail with "Unknown protocol 'foo'". */
 const struct blk_driver *blk_find_protocol_for(const char *filename);
+/* qemu's path_has_protocol(): a ':' before any '/'. */
+bool blk_path_has_protocol(const char *filename);
 const char *blk_driver_name(const struct blk_driver *drv);
 const struct opt_desc *blk_driver_create_opts(const struct blk_driver *drv);
 const struct opt_desc *blk_driver_amend_opts(const struct blk_driver *drv);
@@ -160,6 +170,18 @@ int blk_discard(struct bds *bs, uint64_t off, uint64_t len);
  * (raw) to its protocol node. Returns -ENOTSUP (nothing copied) when some
  * part cannot be offloaded (compressed or zero ranges, other drivers). */
 int blk_copy_range(struct bds *src, uint64_t soff, struct bds *dst, uint64_t doff, uint64_t len);
+/* Allocating writes in two steps, so that the data of several writes can
+ * be in flight at once (the copy engine with O_DIRECT targets):
+ * blk_pwrite_map() allocates host space for [off, off+*pnum) under the
+ * node lock and returns 1 with the host offset in *host of *file, where
+ * the caller writes the data itself (blk_pwrite on *file, no lock on bs);
+ * blk_pwrite_commit() then maps the range (or, with ret < 0, releases the
+ * allocation). It returns 0 when the first *pnum bytes must go through
+ * blk_pwrite (partial clusters, allocated ranges, formats without the
+ * operation). Ranges mapped and not committed must not be touched. */
+int blk_pwrite_map(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum, uint64_t *host,
+                   struct bds **file);
+int blk_pwrite_commit(struct bds *bs, uint64_t off, uint64_t len, uint64_t host, int ret);
 int blk_flush(struct bds *bs);
 int64_t blk_getlength(struct bds *bs);
 /* Bytes used on the host (disk size) of the node and its children, or -errno. */

@@ -72,6 +72,11 @@ struct blk_driver {
     long (*compress)(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap);
     int (*pwrite_compressed)(struct bds *bs, uint64_t off, uint64_t len, const void *buf,
                              const void *payload, long plen);
+    /* blk_pwrite_map()/blk_pwrite_commit() (blk.h), both called under the
+     * node lock; NULL: every write goes through pwrite. */
+    int (*pwrite_map)(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                      uint64_t *host, struct bds **file);
+    int (*pwrite_commit)(struct bds *bs, uint64_t off, uint64_t len, uint64_t host, int ret);
     int (*discard)(struct bds *bs, uint64_t off, uint64_t len);
     int (*flush)(struct bds *bs);
     /* Protocols: copy len bytes from src at soff to dst (a node of the same

@@ -3,6 +3,7 @@
  *
  * Unaligned requests to nodes with request_alignment > 1 (O_DIRECT files)
  * go through an aligned bounce buffer (read-modify-write for writes). */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,40 @@ int blk_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int 
         r = bs->drv->pwrite(bs, off, len, buf, flags);
     if (r == 0 && (bs->flags & BLK_O_WRITETHROUGH) && bs->drv->flush)
         r = bs->drv->flush(bs);
+    unlock_node(bs);
+    return r;
+}
+
+int blk_pwrite_map(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum, uint64_t *host,
+                   struct bds **file)
+{
+    int r;
+
+    *pnum = len;
+    if (len == 0)
+        return 0;
+    if ((r = check_request(off, len)) < 0)
+        return r;
+    if (bs->read_only)
+        return -EPERM;
+    /* Write-through nodes flush after each write: blk_pwrite does that. */
+    if (!bs->drv->pwrite_map || !bs->drv->pwrite_commit || (bs->flags & BLK_O_WRITETHROUGH))
+        return 0;
+    lock_node(bs);
+    r = bs->drv->pwrite_map(bs, off, len, pnum, host, file);
+    unlock_node(bs);
+    if (r == 0 && (*pnum == 0 || *pnum > len))
+        *pnum = len;
+    assert(r != 1 || (*pnum > 0 && *pnum <= len));
+    return r;
+}
+
+int blk_pwrite_commit(struct bds *bs, uint64_t off, uint64_t len, uint64_t host, int ret)
+{
+    int r;
+
+    lock_node(bs);
+    r = bs->drv->pwrite_commit(bs, off, len, host, ret);
     unlock_node(bs);
     return r;
 }

@@ -64,6 +64,10 @@ void blk_close(struct bds *bs)
     }
 }
 
+static int check_common_opts(const struct kvopts *opts, struct err *err);
+static int check_leftover_opts(const struct bds *bs, const struct kvopts *opts,
+                               struct err *err);
+
 /* Open a protocol node with driver drv (NULL: the one that claims the
  * filename) and its options (--image-opts/json: keys, may be NULL). */
 static struct bds *open_protocol_node(const struct blk_driver *drv, const char *filename,
@@ -74,10 +78,16 @@ static struct bds *open_protocol_node(const struct blk_driver *drv, const char *
 
     if (!drv)
         drv = blk_find_protocol_for(filename);
+    if (check_common_opts(opts, err) < 0)
+        return NULL;
     bs = bds_new(drv, filename, flags);
     r = drv->open(bs, opts, flags, err);
     if (r < 0) {
         bds_free(bs);
+        return NULL;
+    }
+    if (check_leftover_opts(bs, opts, err) < 0) {
+        blk_close(bs);
         return NULL;
     }
     return bs;
@@ -88,9 +98,10 @@ struct bds *blk_open_protocol(const char *filename, int flags, struct err *err)
     return open_protocol_node(NULL, filename, NULL, flags, err);
 }
 
-/* The protocol child's driver and options: a protocol named as the format
- * (driver=nbd) takes all options; "file.driver" names the child's driver
- * and its "file.*" options move, unprefixed, into popts. */
+/* The child's driver and options: a protocol named as the format
+ * (driver=nbd) takes all options; otherwise every "file.*" option moves,
+ * unprefixed, into popts and "file.driver" names the child's driver, which
+ * may itself be a format (driver=qcow2,file.driver=raw,file.offset=N). */
 static int split_protocol_opts(const struct blk_driver *drv, struct kvopts *opts,
                                const struct blk_driver **pdrv, struct kvopts **po,
                                struct kvopts *popts, struct err *err)
@@ -104,11 +115,13 @@ static int split_protocol_opts(const struct blk_driver *drv, struct kvopts *opts
         *po = opts;
         return 0;
     }
-    if (!opts || !(name = kvopts_get(opts, "file.driver")))
+    if (!opts)
         return 0;
-    *pdrv = blk_find_format(name);
-    if (!*pdrv || (*pdrv)->kind != BLK_KIND_PROTOCOL)
-        return err_set(err, EINVAL, "Unknown driver '%s'", name);
+    if ((name = kvopts_get(opts, "file.driver"))) {
+        *pdrv = blk_find_format(name);
+        if (!*pdrv)
+            return err_set(err, EINVAL, "Unknown driver '%s'", name);
+    }
     for (size_t i = 0; i < opts->n;) {
         const char *k = opts->v[i].key;
         if (strncmp(k, "file.", 5)) {
@@ -125,10 +138,110 @@ static int split_protocol_opts(const struct blk_driver *drv, struct kvopts *opts
     return 0;
 }
 
+/* --- runtime options (qemu's bdrv_runtime_opts and each driver's
+ * runtime_opts list, plus the sub-dictionaries its open takes) ---
+ * A key ending in '.' accepts every key under that prefix. */
+static const char *const common_runtime_opts[] = {
+    "node-name", "driver", "cache.direct", "cache.no-flush", "read-only",
+    "auto-read-only", "detect-zeroes", "discard", "force-share", NULL,
+};
+static const char *const common_bool_opts[] = {
+    "cache.direct", "cache.no-flush", "read-only", "auto-read-only", "force-share", NULL,
+};
+
+static const struct {
+    const char *drv;
+    const char *keys[24];
+} driver_runtime_opts[] = {
+    { "file", { "filename", "aio", "aio-max-batch", "locking", "pr-manager", "drop-cache",
+                "x-check-cache-dropped", NULL } },
+    { "raw", { "offset", "size", NULL } },
+    { "qcow2", { "data-file", "data-file.", "lazy-refcounts", "pass-discard-request",
+                 "pass-discard-snapshot", "pass-discard-other", "overlap-check",
+                 "overlap-check.", "cache-size", "l2-cache-size", "l2-cache-entry-size",
+                 "refcount-cache-size", "cache-clean-interval", "encrypt.", NULL } },
+    { "qcow", { "encrypt.", NULL } },
+    { "luks", { "key-secret", NULL } },
+    { "vpc", { "force_size_calc", NULL } },
+    { "parallels", { "prealloc-size", "prealloc-mode", NULL } },
+    { "vmdk", { "extents.", NULL } },
+    { "nbd", { "server.", "host", "port", "path", "export", "tls-creds", "tls-hostname",
+               "x-dirty-bitmap", "reconnect-delay", "open-timeout", NULL } },
+    { "http", { "url", "readahead", "sslverify", "timeout", "cookie", "cookie-secret",
+                "username", "password-secret", "proxy-username", "proxy-password-secret",
+                NULL } },
+    { "https", { "url", "readahead", "sslverify", "timeout", "cookie", "cookie-secret",
+                 "username", "password-secret", "proxy-username", "proxy-password-secret",
+                 NULL } },
+};
+
+static bool key_in(const char *const *keys, const char *key)
+{
+    for (; *keys; keys++) {
+        size_t n = strlen(*keys);
+        if ((*keys)[n - 1] == '.' ? !strncmp(key, *keys, n) : !strcmp(key, *keys))
+            return true;
+    }
+    return false;
+}
+
+static bool runtime_opt_known(const struct bds *bs, const char *key)
+{
+    if (key_in(common_runtime_opts, key))
+        return true;
+    for (size_t i = 0; i < sizeof(driver_runtime_opts) / sizeof(driver_runtime_opts[0]); i++)
+        if (!strcmp(driver_runtime_opts[i].drv, bs->drv->name))
+            return key_in(driver_runtime_opts[i].keys, key);
+    return false;
+}
+
+/* The typed common options, checked before the driver opens (as
+ * bdrv_open_common parses them). */
+static int check_common_opts(const struct kvopts *opts, struct err *err)
+{
+    bool b;
+
+    for (size_t i = 0; opts && i < opts->n; i++)
+        if (key_in(common_bool_opts, opts->v[i].key) &&
+            kvopts_parse_bool(opts->v[i].key, opts->v[i].val, &b, err) < 0)
+            return -EINVAL;
+    return 0;
+}
+
+/* An option the opened node did not take fails the open, naming the first
+ * leftover in qemu's QDict order (hash buckets, newest first in one). */
+static int check_leftover_opts(const struct bds *bs, const struct kvopts *opts,
+                               struct err *err)
+{
+    const struct kvopt *first = NULL;
+    unsigned first_bucket = 0;
+
+    if (!opts || !strcmp(bs->drv->name, "mem"))
+        return 0;
+    for (size_t i = 0; i < opts->n; i++) {
+        const struct kvopt *kv = &opts->v[i];
+        if (runtime_opt_known(bs, kv->key))
+            continue;
+        unsigned bucket = qjson_qdict_bucket(kv->key);
+        if (!first || bucket <= first_bucket) {
+            first = kv;
+            first_bucket = bucket;
+        }
+    }
+    if (!first)
+        return 0;
+    if (bs->drv->kind == BLK_KIND_PROTOCOL)
+        return err_set(err, EINVAL, "Block protocol '%s' doesn't support the option '%s'",
+                       bs->drv->name, first->key);
+    return err_set(err, EINVAL, "Block format '%s' does not support the option '%s'",
+                   bs->drv->name, first->key);
+}
+
 char *blk_resolve_backing(const char *image, const char *backing)
 {
-    if (backing[0] == '/' || strstr(backing, "://") || !strncmp(backing, "json:", 5) ||
-        !strchr(image, '/'))
+    /* qemu's bdrv_get_full_backing_filename_from_filename: a name with a
+     * protocol prefix ("nbd:host:port", "json:{...}") is used as it is */
+    if (backing[0] == '/' || blk_path_has_protocol(backing) || !strchr(image, '/'))
         return xstrdup(backing);
     const char *slash = strrchr(image, '/');
     return xasprintf("%.*s/%s", (int)(slash - image), image, backing);
@@ -199,11 +312,18 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
                               struct err *err);
 
 static int open_backing_linked(struct bds *bs, int flags, const struct chain_link *up,
-                               int depth, struct err *err)
+                               int depth, struct kvopts *bopts, struct err *err)
 {
     struct chain_link me;
     struct err e2;
+    const char *bfmt = bs->backing_format;
+    char *bdrv = NULL;
 
+    if (bopts && bopts->n && (!bs->backing_file || !bs->backing_file[0]) && !bs->backing)
+        return err_set(err, EINVAL, "Could not open backing file: %s",
+                       kvopts_has(bopts, "driver") ?
+                       "A block device must be specified for \"file\"" :
+                       "Must specify either driver or file");
     if (!bs->backing_file || !bs->backing_file[0] || bs->backing)
         return 0;
     free(bs->full_backing_filename);
@@ -217,8 +337,11 @@ static int open_backing_linked(struct bds *bs, int flags, const struct chain_lin
     me.up = up;
     err_init(&e2);
     /* Backing files are opened read-only; commit reopens what it writes. */
-    bs->backing = open_chain(bs->full_backing_filename, bs->backing_format, NULL,
+    if (bopts && (bdrv = kvopts_take(bopts, "driver")))
+        bfmt = bdrv;
+    bs->backing = open_chain(bs->full_backing_filename, bfmt, bopts && bopts->n ? bopts : NULL,
                              flags & ~(BLK_O_RDWR | BLK_O_PROBE_WARN), &me, depth + 1, &e2);
+    free(bdrv);
     if (!bs->backing) {
         if (e2.code == ELOOP) {
             err_propagate(err, &e2);
@@ -233,7 +356,7 @@ static int open_backing_linked(struct bds *bs, int flags, const struct chain_lin
 
 int blk_open_backing(struct bds *bs, int flags, struct err *err)
 {
-    return open_backing_linked(bs, flags, NULL, 0, err);
+    return open_backing_linked(bs, flags, NULL, 0, NULL, err);
 }
 
 static struct bds *open_chain(const char *filename, const char *fmt, struct kvopts *opts,
@@ -258,7 +381,13 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
         kvopts_release(&popts);
         return NULL;
     }
-    proto = open_protocol_node(pdrv, filename, po, flags, err);
+    if (pdrv && pdrv->kind == BLK_KIND_FORMAT) {
+        /* a format as the child: its own node, with no backing chain */
+        proto = open_chain(filename, pdrv->name, &popts, flags | BLK_O_NO_BACKING, up,
+                           depth + 1, err);
+    } else {
+        proto = open_protocol_node(pdrv, filename, po, flags, err);
+    }
     kvopts_release(&popts);
     if (!proto)
         return NULL;
@@ -295,6 +424,10 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
 
     /* The protocol may have put its name in canonical form (nbd, http):
      * the format node is known by that name, as in qemu. */
+    if (check_common_opts(opts, err) < 0) {
+        blk_close(proto);
+        return NULL;
+    }
     char *name = format_node_name(drv, proto->drv, proto->filename, opts);
     bs = bds_new(drv, name, flags);
     free(name);
@@ -314,15 +447,72 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
         bds_free(bs);
         return NULL;
     }
+    /* "backing": a node reference (qimg has no named nodes), JSON null (no
+     * backing file) or backing.* options for the backing node, as
+     * bdrv_open_backing_file takes them; with no backing opened they are
+     * leftovers. */
+    struct kvopts bopts;
+    kvopts_init(&bopts);
+    for (size_t i = 0; opts && i < opts->n; i++) {
+        if (!strcmp(opts->v[i].key, "backing") && opts->v[i].json_type == 'n') {
+            flags |= BLK_O_NO_BACKING;
+            kvopts_del(opts, "backing");
+            break;
+        }
+    }
+    if (!(flags & BLK_O_NO_BACKING) && opts) {
+        bool any = false, sub = false;
+        for (size_t i = 0; i < opts->n; i++) {
+            any |= !strcmp(opts->v[i].key, "backing");
+            sub |= !strncmp(opts->v[i].key, "backing.", 8);
+        }
+        if (any && sub && drv->supports_backing) {
+            err_set(err, EINVAL, "Could not open backing file: Cannot reference an existing "
+                    "block device with additional options or a new filename");
+            blk_close(bs);
+            return NULL;
+        }
+        any |= sub;
+        if (any && !drv->supports_backing) {
+            err_set(err, EINVAL, "Driver doesn't support backing files");
+            blk_close(bs);
+            return NULL;
+        }
+        for (size_t i = 0; any && i < opts->n;) {
+            const struct kvopt *kv = &opts->v[i];
+            if (!strcmp(kv->key, "backing")) {
+                err_set(err, ENOENT, "Could not open backing file: Cannot find device='%s' "
+                        "nor node-name='%s'", kv->val, kv->val);
+                kvopts_release(&bopts);
+                blk_close(bs);
+                return NULL;
+            }
+            if (strncmp(kv->key, "backing.", 8)) {
+                i++;
+                continue;
+            }
+            char *key = xstrdup(kv->key);
+            kvopts_set_json(&bopts, key + 8, kv->val, kv->json_type);
+            kvopts_del(opts, key);
+            free(key);
+        }
+    }
+    if (check_leftover_opts(bs, opts, err) < 0) {
+        kvopts_release(&bopts);
+        blk_close(bs);
+        return NULL;
+    }
     if (!(flags & BLK_O_NO_BACKING)) {
-        r = open_backing_linked(bs, flags, up, depth, err);
+        r = open_backing_linked(bs, flags, up, depth, &bopts, err);
         if (r < 0) {
+            kvopts_release(&bopts);
             blk_close(bs);
             return NULL;
         }
     } else if (bs->backing_file && bs->backing_file[0]) {
         bs->full_backing_filename = blk_resolve_backing(bs->filename, bs->backing_file);
     }
+    kvopts_release(&bopts);
     return bs;
 }
 

@@ -470,6 +470,8 @@ static int json_flatten(struct kvopts *o, const char *prefix, json_t *v, struct 
             kvopts_set_json(o, key, buf, 'r');
         } else if (json_is_boolean(m))
             kvopts_set_json(o, key, json_is_true(m) ? "on" : "off", 'b');
+        else if (json_is_null(m))
+            kvopts_set_json(o, key, "", 'n');   /* "backing": null */
         else
             r = err_set(err, EINVAL, "Invalid JSON value for '%s'", key);
         free(key);
@@ -497,15 +499,40 @@ static int json_filename_opts(const char *s, struct kvopts *o, struct err *err)
 }
 
 /* Does this option set name a protocol that needs no filename
- * (driver=nbd,server...; file.driver=http,file.url=...)? */
-static bool names_network_protocol(const char *fmt, const struct kvopts *opts)
+ * (driver=nbd,server...; file.driver=http,file.url=...)? prefix is where
+ * the bottom node's options start ("file.", "file.file.", ...). */
+static bool names_network_protocol(const char *fmt, const struct kvopts *opts,
+                                   const char *prefix)
 {
     const struct blk_driver *d = fmt ? blk_find_format(fmt) : NULL;
-    const char *fd = kvopts_get(opts, "file.driver");
+    char *key = xasprintf("%sdriver", prefix);
+    const char *fd = kvopts_get(opts, key);
 
+    free(key);
     if (d && !blk_driver_is_format(d) && strcmp(fmt, "file"))
         return true;
     return fd && strcmp(fd, "file");
+}
+
+/* The options of the bottom node: past every "file." level whose driver
+ * is a format (driver=qcow2,file.driver=raw,file.file.filename=x). The
+ * caller frees the prefix. */
+static char *bottom_prefix(const struct kvopts *opts)
+{
+    char *prefix = xstrdup("file.");
+
+    for (int depth = 0; depth < 16; depth++) {
+        char *key = xasprintf("%sdriver", prefix);
+        const char *name = kvopts_get(opts, key);
+        const struct blk_driver *d = name ? blk_find_format(name) : NULL;
+        free(key);
+        if (!d || !blk_driver_is_format(d))
+            break;
+        char *deeper = xasprintf("%sfile.", prefix);
+        free(prefix);
+        prefix = deeper;
+    }
+    return prefix;
 }
 
 struct bds *img_open(const struct img_open_args *a)
@@ -568,14 +595,20 @@ struct bds *img_open(const struct img_open_args *a)
             free(fmt_owned);
             return NULL;
         }
-        fn_owned = kvopts_take(&opts, "file.filename");
+        char *prefix = bottom_prefix(&opts);
+        char *fkey = xasprintf("%sfilename", prefix);
+        char *dkey = xasprintf("%sdriver", prefix);
+        fn_owned = kvopts_take(&opts, fkey);
         /* a top-level filename is the protocol's: a format driver has none */
         if (!fn_owned && !(d && blk_driver_is_format(d)))
             fn_owned = kvopts_take(&opts, "filename");
-        if (kvopts_get(&opts, "file.driver") && !strcmp(kvopts_get(&opts, "file.driver"), "file"))
-            kvopts_del(&opts, "file.driver");
-        if (!fn_owned && names_network_protocol(fmt_owned, &opts))
+        if (kvopts_get(&opts, dkey) && !strcmp(kvopts_get(&opts, dkey), "file"))
+            kvopts_del(&opts, dkey);
+        if (!fn_owned && names_network_protocol(fmt_owned, &opts, prefix))
             fn_owned = xstrdup("");
+        free(prefix);
+        free(fkey);
+        free(dkey);
         if (!fn_owned) {
             error_report("Could not open '%s': A block device must be specified for \"file\"",
                          a->filename);
@@ -598,7 +631,8 @@ struct bds *img_open(const struct img_open_args *a)
                      a->filename);
         goto fail;
     }
-    kvopts_del(&opts, "force-share");
+    /* force-share stays: the block layer checks its value as qemu's
+     * bdrv_open_common does ("Parameter 'force-share' expects ...") */
     for (size_t i = 0; !a->image_opts && a->key_secrets && i < a->key_secrets->n; i++) {
         const struct kvopt *kv = &a->key_secrets->v[i];
         size_t kl = strlen(kv->key);

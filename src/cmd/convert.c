@@ -252,6 +252,10 @@ int cmd_convert(int argc, char **argv)
         case 'c': compressed = true; break;
         case 'F': backing_fmt = optarg; break;
         case 'o': {
+            if (!kvopts_list_valid(optarg)) {
+                error_report("Invalid option list: %s", optarg);
+                goto fail_getopt;
+            }
             char *n = options ? xasprintf("%s,%s", options, optarg) : xstrdup(optarg);
             free(options);
             options = n;
@@ -437,8 +441,19 @@ int cmd_convert(int argc, char **argv)
             error_report("Unknown file format '%s'", out_fmt);
             goto out;
         }
+        err_init(&e);
+        const struct blk_driver *proto = blk_find_protocol(out_filename, &e);
+        if (!proto) {
+            error_report("%s", e.msg);
+            goto out;
+        }
         if (!blk_driver_can_create(drv)) {
             error_report("Format driver '%s' does not support image creation", out_fmt);
+            goto out;
+        }
+        if (!blk_driver_create_opts(proto)) {
+            error_report("Protocol driver '%s' does not support image creation",
+                         blk_driver_name(proto));
             goto out;
         }
         create_opts_merge(&co, drv, out_filename);
@@ -625,8 +640,9 @@ out:
     for (int i = 0; src && i < nsrc; i++)
         if (src[i])
             blk_close(src[i]);
-    if (ret && created && out_filename)
-        unlink(out_filename);
+    /* A failed convert leaves no file it made (main's blk_created_remove
+     * unlinks what did not exist before); an existing target is never
+     * removed: it may be the source itself, refused by its lock. */
     free(src);
     free(src_size);
 fail_getopt:

@@ -19,45 +19,11 @@ static void add_table(struct create_opts *co, const struct opt_desc *t)
     }
 }
 
-/* Protocol names qemu 7.2 (Debian's build) knows, and for those qimg does
- * not implement, whether qemu refuses to create on them outright (the
- * driver qemu then names, which is not always the prefix). */
-static const struct {
-    const char *prefix;
-    const char *nocreate;       /* "Protocol driver '%s' does not support ..." */
-} qemu_protocols[] = {
-    { "file", NULL }, { "nbd", NULL }, { "nbd+tcp", NULL }, { "nbd+unix", NULL },
-    { "http", NULL }, { "https", NULL },
-    { "ftp", "ftp" }, { "ftps", "ftps" }, { "blkdebug", "blkdebug" },
-    { "blkverify", "blkverify" }, { "null-co", "null-co" }, { "null-aio", "null-aio" },
-    { "fat", "vvfat" },
-};
-
+/* bdrv_find_protocol(filename, true): the block layer knows qemu's
+ * protocol names and says "Unknown protocol 'foo'" for others. */
 const struct blk_driver *create_find_protocol(const char *filename, struct err *err)
 {
-    size_t len = strcspn(filename, ":/");
-
-    if (filename[len] != ':')
-        return blk_find_protocol_for(filename);
-    for (size_t i = 0; i < sizeof(qemu_protocols) / sizeof(qemu_protocols[0]); i++) {
-        if (strlen(qemu_protocols[i].prefix) != len ||
-            strncmp(filename, qemu_protocols[i].prefix, len))
-            continue;
-        if (qemu_protocols[i].nocreate) {
-            err_set(err, ENOTSUP, "Protocol driver '%s' does not support image creation",
-                    qemu_protocols[i].nocreate);
-            return NULL;
-        }
-        const struct blk_driver *drv = blk_find_protocol_for(filename);
-        /* qemu's own prefix, but not a name qimg's driver accepts: qimg
-         * knows no such protocol either, and must not make a local file. */
-        if (!strcmp(blk_driver_name(drv), "file") && len != 4)
-            break;
-        return drv;
-    }
-    /* qemu copies the name into a 128-byte buffer */
-    err_set(err, EINVAL, "Unknown protocol '%.*s'", (int)(len < 127 ? len : 127), filename);
-    return NULL;
+    return blk_find_protocol(filename, err);
 }
 
 void create_opts_merge(struct create_opts *co, const struct blk_driver *fmt, const char *filename)

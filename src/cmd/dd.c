@@ -166,11 +166,15 @@ int cmd_dd(int argc, char **argv)
         error_report("Unknown file format");
         goto out;
     }
+    const struct blk_driver *proto = blk_find_protocol(d.out, &e);
+    if (!proto) {
+        error_report("%s", e.msg);
+        goto out;
+    }
     if (!blk_driver_create_opts(drv)) {
         error_report("Format driver '%s' does not support image creation", out_fmt);
         goto out;
     }
-    const struct blk_driver *proto = blk_find_protocol_for(d.out);
     if (!blk_driver_create_opts(proto)) {
         error_report("Protocol driver '%s' does not support image creation",
                      blk_driver_name(proto));

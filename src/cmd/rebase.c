@@ -15,7 +15,9 @@
 #define IO_BUF_SIZE (2u << 20)
 
 /* Reads and comparisons on a few threads (writes stay in order): the work
- * is memory copies and compares over the page cache, so about the CPUs. */
+ * is memory copies and compares over the page cache, so about the CPUs.
+ * The engine lowers this to keep its buffers within qemu-img's memory
+ * (rebase_run). */
 #define REBASE_WORKERS 4
 
 static void rebase_progress(void *opaque)

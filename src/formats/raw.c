@@ -121,8 +121,13 @@ static int raw_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t
     r = blk_block_status(bs->file, host, len, pnum, map, file);
     if (r < 0)
         return r;
-    *file = bs->file;
-    *map = host;
+    /* qemu's BDRV_BLOCK_RAW: the answer is the child's, so a raw window
+     * over another raw node maps to the bottom file with the offsets of
+     * every level added up */
+    if (!(r & BLK_STATUS_OFFSET_VALID) || (r & BLK_STATUS_EOF) || !*file) {
+        *file = bs->file;
+        *map = host;
+    }
     if (r & BLK_STATUS_EOF) {
         /* Past the host file's end (a sector tail, or the file shrank): zeros. */
         *pnum = len;

@@ -40,7 +40,7 @@ case $QIMG in */*) QIMG=$(realpath -s -m -- "$QIMG") ;; esac
 RUNS=${CRASH_RUNS:-25}
 SIZE_MB=${CRASH_SIZE:-64}
 SEED=${CRASH_SEED:-$(( $(date +%s) % 100000 ))}
-ALL_OPS="convert convert-c convert-lazy convert-4k commit snapshot-create snapshot-delete
+ALL_OPS="convert convert-c convert-lazy convert-4k convert-nocache commit snapshot-create snapshot-delete
 resize rebase amend-compat amend-refbits bench"
 OPS=${CRASH_OPS:-$ALL_OPS}
 RANDOM=$SEED
@@ -146,6 +146,7 @@ op_cmd() {
         convert-c) echo convert -c -O qcow2 "$T/ref.raw" out.qcow2 ;;
         convert-lazy) echo convert -O qcow2 -o lazy_refcounts=on "$T/ref.raw" out.qcow2 ;;
         convert-4k) echo convert -O qcow2 -o cluster_size=4k "$T/ref.raw" out.qcow2 ;;
+        convert-nocache) echo convert -t none -T none -O qcow2 "$T/ref.raw" out.qcow2 ;;
         commit) echo commit -f qcow2 top.qcow2 ;;
         snapshot-create) echo snapshot -c s2 img.qcow2 ;;
         snapshot-delete) echo snapshot -d s1 img.qcow2 ;;

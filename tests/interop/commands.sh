@@ -354,3 +354,106 @@ same "create -f raw -o nocow=on over nbd" -- create -f raw -o nocow=on nbd://127
 same "create -f qcow2 -o preallocation=full over nbd" -- \
     create -f qcow2 -o preallocation=full nbd://127.0.0.1:1/x 1M
 same_files "create over protocols: nothing made"
+
+# ============================================================== protocol prefixes
+# qemu's bdrv_find_protocol: a ':' before any '/' is a protocol prefix, which
+# must be one of qemu's protocol names ("Unknown protocol 'foo'" otherwise,
+# and never a local file "foo:bar"); "./foo:bar" is a file. convert and dd
+# check the target's protocol before creating anything, as create does.
+fixture mkdata pp.raw 64k pp
+for f in foo:bar nbd+foo:x 'json:{"driver":"raw","file":{"driver":"file","filename":"pp-x"}}' \
+         https://127.0.0.1:1/x ftp://127.0.0.1:1/x fat:x null-co:x blkdebug:x http:x \
+         ftps:x HTTP://127.0.0.1:1/x host_device:pp-none host_device:pp.raw raw:x; do
+    same "convert to '$f'" -- convert -O raw pp.raw "$f"
+    same "convert -O qcow2 to '$f'" -- convert -O qcow2 pp.raw "$f"
+    same "dd to '$f'" -- dd if=pp.raw "of=$f"
+    same "dd -O qcow2 to '$f'" -- dd -O qcow2 if=pp.raw "of=$f"
+done
+for f in foo:bar nbd+foo:x nbd+tcp:x null-co:x raw:x qcow2:x ./foo:bar host_device:pp-none \
+         host_device:pp.raw file:pp-none; do
+    same "info '$f'" -- info "$f"
+    same "convert -n to '$f'" -- convert -n pp.raw "$f"
+    same "compare with '$f'" -- compare pp.raw "$f"
+done
+same "dd -O bochs to foo:x (protocol first)" -- dd -O bochs if=pp.raw of=foo:x
+same "dd -O bochs to a file" -- dd -O bochs if=pp.raw of=pp-b
+same "convert -O bochs to foo:x" -- convert -O bochs pp.raw foo:x
+same "create -f raw on host_device:pp-none" -- create -f raw host_device:pp-none 1M
+same "create -f qcow2 on nbd+tcp:x" -- create -f qcow2 nbd+tcp:x 1M
+same_files "protocol prefixes: nothing made"
+
+# ============================================================== runtime options
+DU="sed -e '/^disk size:/d' -e '/\"actual-size\"/d'"
+# Options no node takes fail the open, naming the first leftover in qemu's
+# QDict (hash) order; the protocol child is opened (and checked) first.
+fixture qemu-img create -q -f qcow2 ro.qcow2 1M
+for o in foo=1 foo=1,bar=2 bar=1,foo=2 zzz=1,aaa=2 file.foo=1 file.foo=1,foo=2 foo.bar=1 \
+         file.foo.bar=1 filename=pp.raw file.filename.x=1 cache.writeback=on backing=null \
+         backing.driver=raw read-only=bad force-share=maybe offset=bad \
+         file.locking=off,file.aio=threads,cache.direct=off,discard=unmap,node-name=n1 \
+         offset=512,size=1024 detect-zeroes=on,auto-read-only=on,cache.no-flush=on; do
+    same "info --image-opts raw,$o" -- info --image-opts "driver=raw,file.filename=pp.raw,$o"
+done
+for o in foo=1 cache-size=1M l2-cache-size=1M,refcount-cache-size=64k encrypt.foo=1 \
+         overlap-check=none overlap-check.template=all lazy-refcounts=on backing.driver=raw \
+         pass-discard-other=on,cache-clean-interval=0 file.foo=1,foo=2; do
+    same "info --image-opts qcow2,$o" --filter "$DU" -- \
+        info --image-opts "driver=qcow2,file.filename=ro.qcow2,$o"
+done
+same "info --image-opts driver=file,foo" -- info --image-opts driver=file,filename=pp.raw,foo=1
+same "info --image-opts without driver, foo" -- info --image-opts file.filename=pp.raw,foo=1
+same "info json: format leftover" -- \
+    info 'json:{"driver":"raw","zzz":1,"aaa":2,"file":{"driver":"file","filename":"pp.raw"}}'
+same "info json: protocol leftover" -- \
+    info 'json:{"driver":"raw","file":{"driver":"file","filename":"pp.raw","zzz":1,"aaa":2}}'
+same "map --image-opts leftover" -- map --image-opts driver=raw,file.filename=pp.raw,foo=1
+same "convert --image-opts leftover" -- convert --image-opts driver=raw,file.filename=pp.raw,x=1 pp-o.raw
+fixture cp pp.raw pp-t.raw
+same "convert -n --target-image-opts leftover" -- \
+    convert -n --target-image-opts pp.raw driver=raw,file.filename=pp-t.raw,x=1
+same_files "runtime options: nothing made"
+
+# ============================================================== a format in a raw window
+# driver=qcow2,file.driver=raw,file.offset=N,file.file.filename=big: the
+# qcow2 image lies at offset N of a bigger file.
+mkwin() {
+    "$QEMU_IMG" create -q -f qcow2 win.qcow2 1M &&
+    "$QEMU_IO" -c 'write -P 0x5a 0 64k' -c 'write -P 0x11 512k 4k' win.qcow2 >/dev/null &&
+    randbytes win-head 4096 >win.big && cat win.qcow2 >>win.big && randbytes win-tail 8192 >>win.big
+}
+fixture mkwin
+WIN=driver=qcow2,file.driver=raw,file.offset=4096,file.file.filename=win.big
+WINJ='json:{"driver":"qcow2","file":{"driver":"raw","offset":4096,"file":{"driver":"file","filename":"win.big"}}}'
+same "window: info" -- info --image-opts "$WIN"
+same "window: info json" -- info --output=json --image-opts "$WIN"
+same "window: info json: name" -- info "$WINJ"
+same "window: map" -- map --image-opts "$WIN"
+same "window: map json" -- map --output=json --image-opts "$WIN"
+same "window: check" -- check --image-opts "$WIN"
+same "window: compare with the image" -- compare --image-opts "$WIN" driver=qcow2,file.filename=win.qcow2
+same "window: convert" -- convert --image-opts "$WIN" win-out.raw
+same_image "window: converted data" win-out.raw
+verify "window: converted equals the image" -- compare -f raw -F qcow2 win-out.raw win.qcow2
+same "window: raw size too" -- info --image-opts "$WIN,file.size=458752"
+same "window: offset past the file" -- info --image-opts "driver=qcow2,file.driver=raw,file.offset=9999999,file.file.filename=win.big"
+same "window: wrong offset" -- info --image-opts "driver=qcow2,file.driver=raw,file.offset=512,file.file.filename=win.big"
+same "window: unknown child driver" -- info --image-opts "driver=qcow2,file.driver=nope,file.file.filename=win.big"
+same "window: leftover in the middle node" -- info --image-opts "$WIN,file.foo=1"
+same "window: leftover in the bottom node" -- info --image-opts "$WIN,file.file.foo=1"
+
+# ============================================================== convert onto its own source
+# The target's create takes the write lock before truncating: the open
+# source does not share writes, so the source survives.
+mkself() {
+    "$QEMU_IMG" create -q -f raw self.raw 1M &&
+    "$QEMU_IO" -f raw -c 'write -P 0x37 0 64k' self.raw >/dev/null &&
+    "$QEMU_IMG" create -q -f qcow2 self.qcow2 1M &&
+    "$QEMU_IO" -c 'write -P 0x38 0 64k' self.qcow2 >/dev/null
+}
+fixture mkself
+same "convert onto its source: raw" -- convert -f raw -O raw self.raw self.raw
+same "convert onto its source: raw to qcow2" -- convert -f raw -O qcow2 self.raw self.raw
+same "convert onto its source: qcow2" -- convert -O qcow2 self.qcow2 self.qcow2
+same_image "convert onto its source: raw data kept" self.raw
+same_image "convert onto its source: qcow2 data kept" self.qcow2 qcow2
+verify "convert onto its source: qcow2 still checks" -- check self.qcow2

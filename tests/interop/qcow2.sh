@@ -189,3 +189,20 @@ for t in "-t none -T none" "-t none" "-T none -m 2"; do
     same_image "convert $t: content" "$n" qcow2
     verify "convert $t: check" -- check "$n"
 done
+# O_DIRECT targets: whole unallocated clusters are allocated in turn and
+# their data written outside the qcow2 lock (blk_pwrite_map); partial
+# clusters, subclusters and 4k clusters mix both paths. Same layout.
+mknc2() {
+    rm -f nc2.raw
+    "$QEMU_IMG" create -q -f raw nc2.raw 24M &&
+    "$QEMU_IO" -f raw -c 'write -P 0x41 0 5M' -c 'write -P 0x42 6M 3000k' -c 'write -P 0 10M 1M' \
+        -c 'write -P 0x43 12M 65k' -c 'write -P 0x44 15872k 8M' nc2.raw >/dev/null
+}
+fixture mknc2
+for o in "" cluster_size=4k lazy_refcounts=on compat=0.10 extended_l2=on; do
+    n="nc2-${o//[=.]/_}.qcow2"
+    same "convert -t none -o [$o]" -- convert -t none -T none -m 4 -f raw -O qcow2 ${o:+-o $o} nc2.raw "$n"
+    same_map "convert -t none -o [$o]: map" "$n" qcow2
+    same_image "convert -t none -o [$o]: content" "$n" qcow2
+    verify "convert -t none -o [$o]: check" -- check "$n"
+done

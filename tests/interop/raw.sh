@@ -376,3 +376,19 @@ same_image "window resize --shrink: result" w-rss.raw
 same "create does not take offset" -- create -f raw -o offset=512 w-c.raw 1M
 same "create does not take offset (with size)" -- create -f raw -o size=1M,offset=512 w-c.raw
 same_files "window: work dirs hold the same files"
+
+# ============================================================== raw over raw, options
+# A raw window over a raw window (file.driver=raw): offsets add up; options
+# raw does not take are refused with qemu's message.
+fixture mkdata rr.raw 256k rr
+RR=driver=raw,offset=4096,file.driver=raw,file.offset=8192,file.file.filename=rr.raw
+same "raw over raw: info" -- info --image-opts "$RR"
+same "raw over raw: map" -- map --output=json --image-opts "$RR"
+same "raw over raw: convert" -- convert --image-opts "$RR" rr-out.raw
+same_image "raw over raw: converted data" rr-out.raw
+same "raw over raw: compare with the bytes" -- compare --image-opts "$RR" "driver=raw,offset=12288,file.filename=rr.raw"
+same "raw over raw: size too big" -- info --image-opts "$RR,size=262144"
+same "raw: unknown option" -- info --image-opts driver=raw,file.filename=rr.raw,cluster_size=4k
+same "raw: unknown file option" -- info --image-opts driver=raw,file.filename=rr.raw,file.offset=1
+same "raw: unknown protocol" -- info -f raw foo:rr.raw
+same "raw: ./ keeps a colon name a file" -- info -f raw ./foo:rr.raw

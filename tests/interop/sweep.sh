@@ -347,3 +347,36 @@ same "create -o help after the size" -- create -f raw sw-h.raw 1M -q -o help
 same "create -f dmg -o help" -- create -f dmg -o help
 same "create -f raw on an unknown protocol, with -o help" -- create -f raw -o help sw:x
 same_files "raw windows: files made" --filter '/^n[^ ]*\.\(vmdk\|vpc\|vhdx\|vdi\) f/d'
+
+# ============================================================== backing options
+# "backing": a node reference (qimg, like qemu-img, has no named nodes to
+# find), JSON null (open without the backing file), or backing.* options for
+# the backing node; drivers without backing files refuse them, and opens
+# without the chain (info) report them as unsupported.
+for o in backing=x backing.driver=raw backing.foo=1 backing.driver=qcow2 backing.file.foo=1 \
+         backing=x,backing.driver=raw; do
+    for img in i.raw base.qcow2 top.qcow2; do
+        drv=qcow2
+        [ "$img" = i.raw ] && drv=raw
+        same "backing options: convert $img $o" -- convert --image-opts "driver=$drv,file.filename=$img,$o" bo.raw
+        same "backing options: info $img $o" --filter "$DU" -- info --image-opts "driver=$drv,file.filename=$img,$o"
+        same "backing options: compare $img $o" -- compare --image-opts "driver=$drv,file.filename=$img,$o" \
+            driver=raw,file.filename=i.raw
+    done
+done
+same "backing null: convert reads the top alone" -- \
+    convert 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"},"backing":null}' bo-null.raw
+same_image "backing null: converted data" bo-null.raw
+same "backing null: info --backing-chain" --filter "$DU" -- \
+    info --backing-chain 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"},"backing":null}'
+same "backing.driver=qcow2: info --backing-chain" --filter "$DU" -- \
+    info --backing-chain --image-opts driver=qcow2,file.filename=top.qcow2,backing.driver=qcow2
+same "backing.driver=raw: map" -- map --output=json --image-opts driver=qcow2,file.filename=mid.qcow2,backing.driver=raw
+rm -f "$A/bo.raw" "$B/bo.raw"
+
+# ============================================================== option lists
+for o in , ,a a=1, a,, 'cluster_size=4k,,'; do
+    same "convert -o '$o'" -- convert -O qcow2 -o "$o" d.raw ol.qcow2
+    same "create -o '$o'" -- create -f qcow2 -o "$o" ol.qcow2 1M
+done
+same_files "backing options and option lists: same files" --filter '/^n[^ ]*\.\(vmdk\|vpc\|vhdx\|vdi\) f/d'

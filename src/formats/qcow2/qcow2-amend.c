@@ -401,6 +401,7 @@ static int change_refcount_order(struct bds *bs, unsigned order, struct amend_pr
     qcow2_cache_drop_all(&s->rb_cache);
     free_rt = s->reftable;
     s->reftable = b.rt;
+    s->reftable_loaded = s->reftable_size;
     s->rb_bits = s->cluster_bits + 3 - order;
     s->refcount_max = qcow2_refcount_max(order);
     b.rt = free_rt;

@@ -40,6 +40,7 @@ struct cache_mem {
     uint8_t *arena;         /* NULL: per-slot allocations */
     size_t arena_len;       /* bytes mapped at arena */
     unsigned used;          /* slots carved from the arena */
+    bool advised;           /* huge-page advice decided (at the first carve) */
     struct qcow2_cache_entry e[];
 };
 
@@ -78,10 +79,38 @@ static uint8_t *arena_map(size_t len)
         munmap(p, head);
     if (span - head > len)
         munmap((uint8_t *)start + len, span - head - len);
-#ifdef MADV_HUGEPAGE
-    madvise((void *)start, len, MADV_HUGEPAGE);     /* advice only */
-#endif
     return (uint8_t *)start;
+}
+
+/* Huge pages only for a cache that will fill one. A huge page is one
+ * fault instead of 512 but always 2 MiB resident: worth it for the L2
+ * tables of a walk over a large image (4 GiB: 8 tables, 128 small-page
+ * faults), a waste of memory for the one or two refcount blocks of a
+ * small image or the two L2 tables of a 1 GiB one (rebase of a 1 GiB
+ * overlay held four huge pages, 8 MiB, for 320 KiB of tables). The
+ * estimate is what a full walk touches: the L1's tables for the L2
+ * cache, the refcount blocks covering the file for the refcount cache;
+ * at 512 KiB and more (128 small pages) the arena is advised. */
+#define HUGE_MIN_USE ((uint64_t)512 << 10)
+
+static void arena_advise(struct bds *bs, struct qcow2_cache *c, struct cache_mem *m)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t tables;
+
+    m->advised = true;
+    if (c == &s->l2_cache) {
+        tables = s->l1_size;
+    } else {
+        int64_t len = blk_getlength(bs->file);
+        unsigned shift = s->cluster_bits + s->rb_bits;
+        tables = len > 0 && shift < 64 ? ((uint64_t)len >> shift) + 1 : 1;
+    }
+    if (min_u64(tables, c->n) * c->size < HUGE_MIN_USE)
+        return;
+#ifdef MADV_HUGEPAGE
+    madvise(m->arena, m->arena_len, MADV_HUGEPAGE);     /* advice only */
+#endif
 }
 
 int qcow2_cache_init(struct qcow2_cache *c, unsigned n, size_t size)
@@ -250,6 +279,8 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
     }
     victim->offset = 0;
     victim->dirty = false;
+    if (!victim->buf && cache_mem(c)->arena && !cache_mem(c)->advised)
+        arena_advise(bs, c, cache_mem(c));
     if (!victim->buf && !(victim->buf = cache_buf_new(c)))
         return -ENOMEM;
     if (empty) {
@@ -263,6 +294,14 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
     victim->lru = ++c->tick;
     *buf = victim->buf;
     return 0;
+}
+
+uint8_t *qcow2_cache_lookup(struct qcow2_cache *c, uint64_t offset)
+{
+    for (unsigned i = 0; offset && i < c->n; i++)
+        if (c->e[i].offset == offset && c->e[i].buf)
+            return c->e[i].buf;
+    return NULL;
 }
 
 void qcow2_cache_mark_dirty(struct qcow2_cache *c, const uint8_t *buf)

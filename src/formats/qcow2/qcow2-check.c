@@ -18,7 +18,22 @@
 struct imrt {
     uint8_t *a;
     uint64_t n;         /* clusters covered */
+    int64_t flen;       /* file length, read again where the check can change it */
+    bool exact;         /* the last compare_refcounts found the file's refcounts equal */
 };
+
+/* The refcount of cluster c on disk: the in-memory one when the last
+ * comparison proved them equal (no refcount block read), else read. */
+static int disk_refcount(struct bds *bs, const struct imrt *t, uint64_t c, uint64_t *ref)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+
+    if (t && t->exact && c < t->n) {
+        *ref = qcow2_refcount_get(t->a, c, s->refcount_order);
+        return 0;
+    }
+    return qcow2_get_refcount(bs, c, ref);
+}
 
 static uint64_t imrt_bytes(const struct qcow2_state *s, uint64_t entries)
 {
@@ -33,7 +48,12 @@ static int imrt_resize(struct qcow2_state *s, struct imrt *t, uint64_t n)
     uint64_t ob = t->a ? imrt_bytes(s, t->n) : 0, nb = imrt_bytes(s, n);
     if (nb > SIZE_MAX / 2)
         return -ENOMEM;
-    if (nb != ob) {
+    if (!t->a) {
+        /* calloc: large arrays come zeroed from mmap, and pages that no
+         * reference touches are never faulted in. */
+        if (!(t->a = calloc(1, nb)))
+            return -ENOMEM;
+    } else if (nb != ob) {
         uint8_t *p = realloc(t->a, nb);
         if (!p)
             return -ENOMEM;
@@ -54,14 +74,25 @@ static int inc_refs(struct bds *bs, struct blk_check_result *res, struct imrt *t
                     uint64_t offset, uint64_t size)
 {
     struct qcow2_state *s = qcow2_st(bs);
-    int64_t flen;
+    int64_t flen = t->flen;
     uint64_t end;
 
     if (size == 0)
         return 0;
-    flen = blk_getlength(bs->file);
     if (flen < 0)
         return (int)flen;
+    /* The common case, one cluster of the default 16-bit width well inside
+     * the file, without the general loop's per-entry width switch. */
+    if (s->refcount_order == 4 && size == s->cluster_size && !qcow2_off_in_cluster(s, offset) &&
+        offset < (uint64_t)flen && (uint64_t)flen - offset >= size &&
+        (offset >> s->cluster_bits) < t->n) {
+        uint8_t *p = t->a + 2 * (offset >> s->cluster_bits);
+        uint16_t v = get_be16(p);
+        if (v != UINT16_MAX) {
+            put_be16(p, (uint16_t)(v + 1));
+            return 0;
+        }
+    }
     if (ckd_add(&end, offset, size) || (end > (uint64_t)flen && end - (uint64_t)flen >= s->cluster_size)) {
         blk_check_log(res, "ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x%" PRIx64 " size 0x%" PRIx64,
                       offset, size);
@@ -84,6 +115,25 @@ static int inc_refs(struct bds *bs, struct blk_check_result *res, struct imrt *t
         qcow2_refcount_set(t->a, k, s->refcount_order, ref + 1);
     }
     return 0;
+}
+
+/* inc_refs for one aligned cluster of the default 16-bit width inside the
+ * file, inline in the L2 walk; false when the general path must do it. */
+static inline bool inc_cluster_fast(const struct qcow2_state *s, struct imrt *t, uint64_t off)
+{
+    uint64_t k = off >> s->cluster_bits;
+    uint8_t *p;
+    uint16_t v;
+
+    if (s->refcount_order != 4 || t->flen < 0 || off >= (uint64_t)t->flen ||
+        (uint64_t)t->flen - off < s->cluster_size || k >= t->n)
+        return false;
+    p = t->a + 2 * k;
+    v = get_be16(p);
+    if (v == UINT16_MAX)
+        return false;
+    put_be16(p, (uint16_t)(v + 1));
+    return true;
 }
 
 /* inc_refs for qcow2-bitmap.c, which does not know struct imrt. */
@@ -138,6 +188,7 @@ static int check_l2(struct bds *bs, struct blk_check_result *res, struct imrt *t
     struct qcow2_state *s = qcow2_st(bs);
     uint8_t *l2 = malloc(s->cluster_size);
     uint64_t next_contig = 0;
+    bool hdf = qcow2_has_data_file(s);
     int r;
 
     if (!l2) {
@@ -155,6 +206,21 @@ static int check_l2(struct bds *bs, struct blk_check_result *res, struct imrt *t
         uint64_t e = qcow2_l2e_get(s, l2, i), b = qcow2_l2b_get(s, l2, i);
         bool compressed = e & QCOW2_OFLAG_COMPRESSED;
 
+        if (!e && !b)
+            continue;           /* unallocated, nothing to count or report */
+        if (!s->extl2 && !hdf && !(e & (QCOW2_OFLAG_COMPRESSED | QCOW2_L2E_STD_RESERVED)) &&
+            (e & QCOW2_L2E_OFFSET_MASK) && !qcow2_off_in_cluster(s, e & QCOW2_L2E_OFFSET_MASK) &&
+            inc_cluster_fast(s, t, e & QCOW2_L2E_OFFSET_MASK)) {
+            /* a plain data cluster: what the general path below does for it */
+            uint64_t off = e & QCOW2_L2E_OFFSET_MASK;
+            if (frag) {
+                res->allocated_clusters++;
+                if (next_contig && off != next_contig)
+                    res->fragmented_clusters++;
+                next_contig = off + s->cluster_size;
+            }
+            continue;
+        }
         if (!compressed && (e & QCOW2_L2E_STD_RESERVED)) {
             blk_check_log(res, "ERROR found l2 entry with reserved bits set: %" PRIx64, e);
             res->corruptions++;
@@ -277,17 +343,56 @@ static int check_l1(struct bds *bs, struct blk_check_result *res, struct imrt *t
     return r < 0 ? r : 0;
 }
 
-static int check_refblocks(struct bds *bs, struct blk_check_result *res, int fix, bool *rebuild,
-                           struct imrt *t)
+/* Entry i of the refcount table. A read-only open has read only the
+ * entries for the file's own clusters (qcow2_refcount_init); the rest,
+ * normally all zero, is streamed through a small buffer instead of being
+ * read into the table (fresh pages cost a page fault each). */
+struct rt_stream {
+    uint64_t first, n;          /* entries held in buf */
+    uint8_t buf[2048];
+};
+
+static int reftable_entry(struct bds *bs, struct rt_stream *st, uint64_t i, uint64_t *e)
 {
     struct qcow2_state *s = qcow2_st(bs);
     int r;
 
-    for (uint64_t i = 0; i < s->reftable_size; i++) {
-        uint64_t off = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
-        uint64_t c = off >> s->cluster_bits;
+    if (i < s->reftable_loaded) {
+        *e = s->reftable[i];
+        return 0;
+    }
+    if (i < st->first || i - st->first >= st->n) {
+        st->first = i;
+        st->n = min_u64(s->reftable_size - i, sizeof(st->buf) / 8);
+        r = blk_pread(bs->file, s->reftable_offset + i * 8, st->n * 8, st->buf);
+        if (r < 0) {
+            st->n = 0;
+            return r;
+        }
+    }
+    *e = get_be64(st->buf + 8 * (i - st->first));
+    return 0;
+}
 
-        if (s->reftable[i] & QCOW2_REFT_RESERVED) {
+static int check_refblocks(struct bds *bs, struct blk_check_result *res, int fix, bool *rebuild,
+                           struct imrt *t)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    struct rt_stream st;
+    int r;
+
+    st.first = st.n = 0;
+    for (uint64_t i = 0; i < s->reftable_size; i++) {
+        uint64_t ent, off, c;
+
+        if ((r = reftable_entry(bs, &st, i, &ent)) < 0) {
+            blk_check_log(res, "ERROR: Could not read the refcount table: %s", strerror(-r));
+            res->check_errors++;
+            return r;
+        }
+        off = ent & QCOW2_REFT_OFFSET_MASK;
+        c = off >> s->cluster_bits;
+        if (ent & QCOW2_REFT_RESERVED) {
             blk_check_log(res, "ERROR refcount table entry %" PRId64 " has reserved bits set", (int64_t)i);
             res->corruptions++;
             *rebuild = true;
@@ -309,6 +414,7 @@ static int check_refblocks(struct bds *bs, struct blk_check_result *res, int fix
                 r = blk_truncate(bs->file, off + s->cluster_size, false, BLK_PREALLOC_OFF, &e2);
                 if (r == 0) {
                     int64_t fl = blk_getlength(bs->file);
+                    t->flen = fl;
                     if (fl >= 0 && (r = imrt_resize(s, t, qcow2_size_to_clusters(s, (uint64_t)fl))) < 0) {
                         res->check_errors++;
                         return r;
@@ -346,6 +452,8 @@ static int calculate_refcounts(struct bds *bs, struct blk_check_result *res, int
     struct qcow2_state *s = qcow2_st(bs);
     int r;
 
+    if ((t->flen = blk_getlength(bs->file)) < 0)
+        return (int)t->flen;
     if ((r = inc_refs(bs, res, t, 0, s->cluster_size)) < 0)
         return r;
     if ((r = check_l1(bs, res, t, s->l1_offset, s->l1_size, true, fix)) < 0)
@@ -382,13 +490,83 @@ static int calculate_refcounts(struct bds *bs, struct blk_check_result *res, int
     return check_refblocks(bs, res, fix, rebuild, t);
 }
 
+/* One piece of a refcount block against the in-memory array. */
+struct piece_cmp {
+    const uint8_t *mem;         /* in-memory refcounts of entry `first` on */
+    uint64_t first;             /* block entry the comparison starts at */
+    unsigned order;
+};
+
+static bool piece_equal(void *opaque, const uint8_t *p, uint64_t pos, uint64_t n)
+{
+    const struct piece_cmp *pc = opaque;
+    return !memcmp(p, pc->mem + (((pos - pc->first) << pc->order) >> 3), (n << pc->order) >> 3);
+}
+
+/* Clusters [from, to) of one refcount block whose on-disk refcounts match
+ * the in-memory ones byte for byte (both use the on-disk packing): nothing
+ * to report; *highest moves to the last cluster referenced. Returns false
+ * when the block must be compared cluster by cluster. */
+static bool refblock_matches(struct bds *bs, const struct imrt *t, uint64_t from, uint64_t to,
+                             uint64_t *highest)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    unsigned order = s->refcount_order;
+    uint64_t rb_first = from & ~((1ULL << s->rb_bits) - 1);
+    uint64_t bits = (to - from) << order, bytes;
+    const uint8_t *mem = t->a + ((from << order) >> 3);
+    uint64_t rb_off;
+
+    /* whole bytes only (refcounts narrower than a byte share them) */
+    if (((from << order) & 7) || (bits & 7))
+        return false;
+    bytes = bits >> 3;
+    /* An unaligned block is a corruption event: leave it to the slow path,
+     * which reports it (once per cluster, as before). */
+    if ((from >> s->rb_bits) < s->reftable_size &&
+        (qcow2_reftable_load(bs, (from >> s->rb_bits) + 1) < 0 ||
+         qcow2_off_in_cluster(s, s->reftable[from >> s->rb_bits] & QCOW2_REFT_OFFSET_MASK)))
+        return false;
+    if ((from >> s->rb_bits) < s->reftable_size &&
+        (rb_off = s->reftable[from >> s->rb_bits] & QCOW2_REFT_OFFSET_MASK)) {
+        /* piece by piece, without faulting in a cache buffer */
+        struct piece_cmp pc = { mem, from - rb_first, order };
+        if (qcow2_scan_refblock(bs, rb_off, from - rb_first, to - rb_first, piece_equal, &pc) != 0)
+            return false;       /* different, or the slow path reports the error */
+    } else {
+        for (uint64_t b = 0; b < bytes; b++)
+            if (mem[b])
+                return false;
+    }
+    for (uint64_t b = bytes; b-- > 0;) {
+        if (mem[b]) {
+            uint64_t first = from + ((b << 3) >> order);
+            uint64_t last = first + (8 >> order ? (8 >> order) : 1) - 1;
+            while (last > first && !qcow2_refcount_get(t->a, last, order))
+                last--;
+            *highest = last;
+            break;
+        }
+    }
+    return true;
+}
+
 static void compare_refcounts(struct bds *bs, struct blk_check_result *res, int fix,
                               bool *rebuild, uint64_t *highest, struct imrt *t)
 {
     struct qcow2_state *s = qcow2_st(bs);
 
     *highest = 0;
+    t->exact = true;
     for (uint64_t i = 0; i < t->n; i++) {
+        if (!(i & ((1ULL << s->rb_bits) - 1))) {
+            uint64_t to = min_u64(t->n, i + (1ULL << s->rb_bits));
+            if (refblock_matches(bs, t, i, to, highest)) {
+                i = to - 1;
+                continue;
+            }
+            t->exact = false;
+        }
         uint64_t r1, r2 = imrt_get(s, t, i);
         int r = qcow2_get_refcount(bs, i, &r1);
         int64_t *fixed = NULL;
@@ -563,7 +741,7 @@ static int rebuild_refcounts(struct bds *bs, struct blk_check_result *res, struc
     }
     free(s->reftable);
     s->reftable = rt;
-    s->reftable_size = rt_n;
+    s->reftable_size = s->reftable_loaded = rt_n;
     s->reftable_offset = rt_off;
     s->free_cluster_index = 0;
     return 0;
@@ -572,15 +750,17 @@ fail:
     return r;
 }
 
-static int check_oflag_copied(struct bds *bs, struct blk_check_result *res, int fix)
+static int check_oflag_copied(struct bds *bs, struct blk_check_result *res, int fix,
+                              const struct imrt *t)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint8_t *l2 = malloc(s->cluster_size);
-    bool repair;
+    bool repair, fast;
     int r = 0;
 
     if (!l2)
         return -ENOMEM;
+    fast = t->exact && s->refcount_order == 4 && !qcow2_has_data_file(s);
     if (fix & BLK_FIX_ERRORS)
         repair = true;
     else if (fix & BLK_FIX_LEAKS)
@@ -595,10 +775,12 @@ static int check_oflag_copied(struct bds *bs, struct blk_check_result *res, int 
         goto out;
     for (uint32_t i = 0; i < s->l1_size; i++) {
         uint64_t e1 = s->l1[i], l2off = e1 & QCOW2_L1E_OFFSET_MASK, ref;
+        uint64_t rb_idx = UINT64_MAX;   /* refcount block in rb (none yet) */
+        uint8_t *rb = NULL;
         int dirty = 0;
         if (!l2off)
             continue;
-        if (qcow2_get_refcount(bs, l2off >> s->cluster_bits, &ref) < 0)
+        if (disk_refcount(bs, t, l2off >> s->cluster_bits, &ref) < 0)
             continue;
         if ((ref == 1) != ((e1 & QCOW2_OFLAG_COPIED) != 0)) {
             res->corruptions++;
@@ -623,15 +805,33 @@ static int check_oflag_copied(struct bds *bs, struct blk_check_result *res, int 
         }
         for (uint64_t j = 0; j < s->l2_entries; j++) {
             uint64_t e = qcow2_l2e_get(s, l2, j), d = e & QCOW2_L2E_OFFSET_MASK;
-            if (e & QCOW2_OFLAG_COMPRESSED)
+            if (!e || (e & QCOW2_OFLAG_COMPRESSED))
+                continue;
+            /* the common case, decided from the in-memory refcounts */
+            if (fast && d && (d >> s->cluster_bits) < t->n &&
+                (get_be16(t->a + 2 * (d >> s->cluster_bits)) == 1) == ((e & QCOW2_OFLAG_COPIED) != 0))
                 continue;
             bool alloc = d || (qcow2_has_data_file(s) && (e & QCOW2_OFLAG_COPIED));
             if (!alloc)
                 continue;
-            if (qcow2_has_data_file(s))
+            if (qcow2_has_data_file(s)) {
                 ref = 1;
-            else if (qcow2_get_refcount(bs, d >> s->cluster_bits, &ref) < 0)
-                continue;
+            } else if (t->exact && (d >> s->cluster_bits) < t->n) {
+                ref = qcow2_refcount_get(t->a, d >> s->cluster_bits, s->refcount_order);
+            } else {
+                /* One cache lookup per refcount block, not per cluster:
+                 * nothing else uses the refcount cache in this loop. */
+                uint64_t c = d >> s->cluster_bits;
+                if (c >> s->rb_bits != rb_idx) {
+                    rb_idx = UINT64_MAX;
+                    if (qcow2_get_refblock(bs, c, &rb) < 0)
+                        continue;
+                    rb_idx = c >> s->rb_bits;
+                }
+                c &= (1ULL << s->rb_bits) - 1;
+                ref = !rb ? 0 : s->refcount_order == 4 ? get_be16(rb + 2 * c)
+                                                       : qcow2_refcount_get(rb, c, s->refcount_order);
+            }
             if ((ref == 1) != ((e & QCOW2_OFLAG_COPIED) != 0)) {
                 res->corruptions++;
                 blk_check_log(res, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64,
@@ -669,7 +869,7 @@ out:
 static int check_refcounts(struct bds *bs, struct blk_check_result *res, int fix, struct err *err)
 {
     struct qcow2_state *s = qcow2_st(bs);
-    struct imrt t = { NULL, 0 };
+    struct imrt t = { NULL, 0, 0, false };
     struct blk_check_result pre;
     bool rebuild = false;
     uint64_t highest = 0;
@@ -742,7 +942,7 @@ static int check_refcounts(struct bds *bs, struct blk_check_result *res, int fix
             compare_refcounts(bs, res, fix, &rebuild, &highest, &t);
         }
     }
-    r = check_oflag_copied(bs, res, fix);
+    r = check_oflag_copied(bs, res, fix, &t);
     if (r < 0)
         goto out;
     res->image_end_offset = (int64_t)((highest + 1) * s->cluster_size);

@@ -105,7 +105,28 @@ int qcow2_get_host_offset(struct bds *bs, uint64_t off, uint64_t *len, uint64_t 
 
     /* Count how far the same type (and contiguous host clusters) reaches. */
     done = 0;
-    for (uint64_t i = l2i; i < s->l2_entries && done < want + in_cl; i++) {
+    if (!s->extl2) {
+        /* One entry per cluster: the run goes on while an entry's offset
+         * and type bits are exactly what the run predicts (map and measure
+         * scan whole tables this way). Bits qcow2_classify ignores stay out
+         * of the comparison; with a data file, COPIED on an entry without
+         * offset means allocated. */
+        bool alloc = t0 == QCOW2_SC_NORMAL || t0 == QCOW2_SC_ZERO_ALLOC;
+        uint64_t mask = QCOW2_L2E_OFFSET_MASK | QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO;
+        uint64_t step = alloc ? s->cluster_size : 0;
+        uint64_t next, n, k;
+
+        if (!alloc && qcow2_has_data_file(s))
+            mask |= QCOW2_OFLAG_COPIED;
+        next = (alloc ? expect + step : 0) |
+               (t0 == QCOW2_SC_ZERO_ALLOC || t0 == QCOW2_SC_ZERO_PLAIN ? QCOW2_OFLAG_ZERO : 0);
+        n = min_u64(s->l2_entries - l2i, div_round_up_u64(want + in_cl, s->cluster_size));
+        for (k = 1; k < n; k++, next += step)
+            if ((get_be64(l2 + (l2i + k) * 8) & mask) != next)
+                break;
+        done = k << s->cluster_bits;
+    }
+    for (uint64_t i = l2i; s->extl2 && i < s->l2_entries && done < want + in_cl; i++) {
         uint64_t e = qcow2_l2e_get(s, l2, i), b = qcow2_l2b_get(s, l2, i);
         unsigned first = i == l2i ? sc : 0, j;
         if (i != l2i && (t0 == QCOW2_SC_NORMAL || t0 == QCOW2_SC_ZERO_ALLOC ||
@@ -915,5 +936,109 @@ int qcow2_preallocate(struct bds *bs, uint64_t from, uint64_t to, enum blk_preal
                 return r;
         }
     }
+    return 0;
+}
+
+/* --- Allocating writes in two steps (driver.h pwrite_map/pwrite_commit) ---
+ *
+ * qemu's qcow2_co_pwritev_part allocates under the image lock, drops the
+ * lock for the guest data and takes it again to link the L2 entries. The
+ * same here, for the simple case only: whole clusters that are not
+ * allocated (entry 0, or a plain zero flag), in an image whose data goes
+ * unchanged to bs->file (no encryption, no external data file, no
+ * subclusters). Anything else answers 0 and goes through pwrite. The
+ * ordering rules hold: the allocation is in the refcount cache before the
+ * L2 entry exists; the entry is set only after the data was written, with
+ * need_file_flush raised so that the L2 table is written after a flush. A
+ * crash in between leaks the clusters (check repairs leaks). */
+static bool entry_unallocated(const struct qcow2_state *s, uint64_t e)
+{
+    return e == 0 || (s->version >= 3 && e == QCOW2_OFLAG_ZERO);
+}
+
+int qcow2_pwrite_map(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                     uint64_t *host, struct bds **file)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size;
+    uint64_t in_cl = qcow2_off_in_cluster(s, off), l2i, n;
+    uint8_t *l2;
+    int64_t h;
+    int r;
+
+    if (s->unusable)
+        return -ENOMEDIUM;
+    if (off + len > bs->total_size)
+        return -EINVAL;
+    if (bs->encrypted || s->crypt || s->extl2 || qcow2_has_data_file(s) || s->data_file != bs->file) {
+        *pnum = len;
+        return 0;
+    }
+    if (in_cl || len < cs) {
+        *pnum = min_u64(len, cs - in_cl);
+        return 0;
+    }
+    l2i = qcow2_l2_index(s, off);
+    n = min_u64(min_u64(len / cs, s->l2_entries - l2i), MAX_RUN);
+    if ((r = mark_lazy_dirty(bs)) < 0)
+        return r;
+    /* The L2 table before the data clusters it maps, as write_alloc. */
+    r = qcow2_get_l2(bs, off, true, &l2);
+    if (r < 0)
+        return r;
+    if (!l2)
+        return -EIO;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!entry_unallocated(s, qcow2_l2e_get(s, l2, l2i + i))) {
+            n = i;
+            break;
+        }
+    }
+    if (n == 0) {
+        *pnum = cs;
+        return 0;
+    }
+    h = qcow2_alloc_clusters(bs, n * cs);
+    if (h < 0)
+        return (int)h;
+    if (h == 0) {
+        qcow2_signal_corruption(bs, true, "Preventing invalid write on metadata (overlaps with qcow2_header)");
+        return -EIO;
+    }
+    r = qcow2_pre_write_check(bs, (uint64_t)h, n * cs);
+    if (r < 0) {
+        qcow2_free_clusters(bs, (uint64_t)h, n * cs, QCOW2_DISCARD_NEVER);
+        return r;
+    }
+    qcow2_bitmap_note_write(bs, off, n * cs);
+    *pnum = n * cs;
+    *host = (uint64_t)h;
+    *file = bs->file;
+    return 1;
+}
+
+int qcow2_pwrite_commit(struct bds *bs, uint64_t off, uint64_t len, uint64_t host, int ret)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t cs = s->cluster_size, l2i = qcow2_l2_index(s, off), n = len / cs;
+    uint8_t *l2 = NULL;
+    int r = ret;
+
+    if (r == 0)
+        r = qcow2_get_l2(bs, off, false, &l2);
+    if (r == 0 && !l2)
+        r = -EIO;
+    /* Nobody else writes a mapped range; check anyway before linking. */
+    for (uint64_t i = 0; r == 0 && i < n; i++)
+        if (!entry_unallocated(s, qcow2_l2e_get(s, l2, l2i + i)))
+            r = -EIO;
+    if (r < 0) {
+        qcow2_free_clusters(bs, host, n * cs, QCOW2_DISCARD_NEVER);
+        return r;
+    }
+    s->need_file_flush = true;
+    for (uint64_t i = 0; i < n; i++)
+        qcow2_l2e_set(s, l2, l2i + i, (host + i * cs) | QCOW2_OFLAG_COPIED);
+    qcow2_cache_mark_dirty(&s->l2_cache, l2);
     return 0;
 }

@@ -18,30 +18,65 @@
 
 #include "formats/qcow2/qcow2.h"
 
+/* Read entries [s->reftable_loaded, n) of the table into s->reftable, which
+ * is allocated for the whole table at the first call; entries are read as
+ * big-endian bytes into their own slots and converted in place (one buffer:
+ * every page of it is a fresh page fault, see docs/performance.md). */
+static int reftable_read(struct bds *bs, uint64_t n)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t from = s->reftable_loaded;
+    int r;
+
+    if (!s->reftable) {
+        /* reftable_size was capped at open (QCOW2_MAX_REFTABLE_BYTES). */
+        s->reftable = malloc(s->reftable_size ? (size_t)s->reftable_size * 8 : 8);
+        if (!s->reftable)
+            return -ENOMEM;
+        s->reftable_loaded = from = 0;
+    }
+    if (n > s->reftable_size)
+        n = s->reftable_size;
+    if (n <= from)
+        return 0;
+    r = blk_pread(bs->file, s->reftable_offset + from * 8, (n - from) * 8, s->reftable + from);
+    if (r < 0)
+        return r;
+    for (uint64_t i = from; i < n; i++)
+        s->reftable[i] = get_be64((const uint8_t *)&s->reftable[i]);
+    s->reftable_loaded = n;
+    return 0;
+}
+
 int qcow2_refcount_init(struct bds *bs, struct err *err)
 {
     struct qcow2_state *s = qcow2_st(bs);
-    size_t bytes = (size_t)s->reftable_size * 8;
-    uint8_t *raw;
+    uint64_t n = s->reftable_size;
     int r;
 
-    s->reftable = calloc(s->reftable_size ? s->reftable_size : 1, 8);
-    if (!s->reftable)
-        return err_set(err, ENOMEM, "Could not initialize refcount handling: Cannot allocate memory");
-    if (!bytes)
-        return 0;
-    raw = malloc(bytes);
-    if (!raw)
-        return err_set(err, ENOMEM, "Could not initialize refcount handling: Cannot allocate memory");
-    r = blk_pread(bs->file, s->reftable_offset, bytes, raw);
-    if (r < 0) {
-        free(raw);
-        return err_set_errno(err, -r, "Could not initialize refcount handling");
+    /* A read-only node reads the table lazily (qcow2_reftable_load): info
+     * needs none of it, map and measure only the entries for the blocks
+     * that describe the file's own clusters. A writable node may overlap-
+     * check or allocate anywhere: it reads the whole table now, like qemu. */
+    if (!s->writable) {
+        int64_t flen = blk_getlength(bs->file);
+        if (flen < 0)
+            return err_set_errno(err, (int)-flen, "Could not initialize refcount handling");
+        n = div_round_up_u64(qcow2_size_to_clusters(s, (uint64_t)flen), 1ULL << s->rb_bits);
     }
-    for (uint64_t i = 0; i < s->reftable_size; i++)
-        s->reftable[i] = get_be64(raw + 8 * i);
-    free(raw);
+    r = reftable_read(bs, n);
+    if (r < 0)
+        return err_set_errno(err, -r, "Could not initialize refcount handling");
     return 0;
+}
+
+int qcow2_reftable_load(struct bds *bs, uint64_t n)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+
+    if (s->reftable && n <= s->reftable_loaded)
+        return 0;
+    return reftable_read(bs, n);
 }
 
 static int load_refblock(struct bds *bs, uint64_t rt_index, uint8_t **blk)
@@ -57,21 +92,113 @@ static int load_refblock(struct bds *bs, uint64_t rt_index, uint8_t **blk)
     return qcow2_cache_get(bs, &s->rb_cache, off, false, blk);
 }
 
-int qcow2_get_refcount(struct bds *bs, uint64_t cluster, uint64_t *ref)
+int qcow2_get_refblock(struct bds *bs, uint64_t cluster, uint8_t **blk)
 {
     struct qcow2_state *s = qcow2_st(bs);
     uint64_t idx = cluster >> s->rb_bits;
+    int r;
+
+    *blk = NULL;
+    if (idx >= s->reftable_size)
+        return 0;
+    if (idx >= s->reftable_loaded && (r = qcow2_reftable_load(bs, s->reftable_size)) < 0)
+        return r;
+    if (!(s->reftable[idx] & QCOW2_REFT_OFFSET_MASK))
+        return 0;
+    return load_refblock(bs, idx, blk);
+}
+
+int qcow2_get_refcount(struct bds *bs, uint64_t cluster, uint64_t *ref)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint8_t *blk;
+    int r = qcow2_get_refblock(bs, cluster, &blk);
+
+    if (r < 0)
+        return r;
+    *ref = blk ? qcow2_refcount_get(blk, cluster & ((1ULL << s->rb_bits) - 1), s->refcount_order) : 0;
+    return 0;
+}
+
+int qcow2_scan_refblock(struct bds *bs, uint64_t rb_off, uint64_t from, uint64_t to,
+                        qcow2_rb_scan_fn fn, void *opaque)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    unsigned order = s->refcount_order;
+    uint64_t b0 = (from << order) >> 3, b1 = ((to << order) + 7) >> 3;
+    uint8_t *blk = qcow2_cache_lookup(&s->rb_cache, rb_off);
+    uint8_t buf[4096];
+    int r;
+
+    if (from >= to)
+        return 0;
+    if (blk)
+        return fn(opaque, blk + b0, (b0 << 3) >> order, ((b1 - b0) << 3) >> order) ? 0 : 1;
+    for (uint64_t b = b0, len; b < b1; b += len) {
+        len = min_u64(sizeof(buf), b1 - b);
+        r = blk_pread(bs->file, rb_off + b, len, buf);
+        if (r < 0)
+            return r;
+        if (!fn(opaque, buf, (b << 3) >> order, (len << 3) >> order))
+            return 1;
+    }
+    return 0;
+}
+
+struct count_nz {
+    unsigned order;
+    uint64_t from, to;          /* entries of the block to count */
+    uint64_t n;
+};
+
+/* Nonzero refcounts among the piece's entries that fall in [from, to). */
+static bool count_nonzero(void *opaque, const uint8_t *p, uint64_t pos, uint64_t n)
+{
+    struct count_nz *c = opaque;
+    uint64_t i = c->from > pos ? c->from - pos : 0;
+    uint64_t end = min_u64(n, c->to - pos);
+
+    if (c->order == 4) {
+        /* the default width: a loop the compiler vectorizes */
+        for (; i < end; i++)
+            c->n += (p[2 * i] | p[2 * i + 1]) != 0;
+        return true;
+    }
+    for (; i < end; i++)
+        c->n += qcow2_refcount_get(p, i, c->order) != 0;
+    return true;
+}
+
+int qcow2_count_referenced(struct bds *bs, uint64_t start, uint64_t end, uint64_t limit,
+                           uint64_t *count)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    uint64_t rb_mask = (1ULL << s->rb_bits) - 1;
     uint8_t *blk;
     int r;
 
-    if (idx >= s->reftable_size || !(s->reftable[idx] & QCOW2_REFT_OFFSET_MASK)) {
-        *ref = 0;
-        return 0;
+    *count = 0;
+    for (uint64_t c = start; c < end && *count < limit;) {
+        uint64_t idx = c >> s->rb_bits;
+        uint64_t stop = min_u64(end, (idx + 1) << s->rb_bits);
+
+        if (idx >= s->reftable_size)
+            break;                  /* no refcounts past the table */
+        if (idx >= s->reftable_loaded && (r = qcow2_reftable_load(bs, s->reftable_size)) < 0)
+            return r;
+        if (s->reftable[idx] & QCOW2_REFT_OFFSET_MASK) {
+            uint64_t rb_off = s->reftable[idx] & QCOW2_REFT_OFFSET_MASK;
+            struct count_nz cnt = { s->refcount_order, c & rb_mask, ((stop - 1) & rb_mask) + 1, 0 };
+
+            if (qcow2_off_in_cluster(s, rb_off))
+                return load_refblock(bs, idx, &blk);    /* the corruption event */
+            r = qcow2_scan_refblock(bs, rb_off, cnt.from, cnt.to, count_nonzero, &cnt);
+            if (r < 0)
+                return r;
+            *count += cnt.n;
+        }
+        c = stop;
     }
-    r = load_refblock(bs, idx, &blk);
-    if (r < 0)
-        return r;
-    *ref = qcow2_refcount_get(blk, cluster & ((1ULL << s->rb_bits) - 1), s->refcount_order);
     return 0;
 }
 
@@ -537,7 +664,7 @@ int64_t qcow2_refcount_area(struct bds *bs, uint64_t start, uint64_t additional,
     uint64_t old_off = s->reftable_offset, old_size = s->reftable_size;
     free(s->reftable);
     s->reftable = nt;
-    s->reftable_size = table_size;
+    s->reftable_size = s->reftable_loaded = table_size;
     s->reftable_offset = table_offset;
     qcow2_free_clusters(bs, old_off, old_size * 8, QCOW2_DISCARD_OTHER);
     return (int64_t)end_offset;
@@ -596,7 +723,7 @@ const char *qcow2_metadata_overlap(struct bds *bs, uint64_t off, uint64_t len, b
         if (o && MEETS(o, cs))
             return "active L2 table";
     }
-    for (uint64_t i = 0; s->reftable && i < s->reftable_size; i++) {
+    for (uint64_t i = 0; s->reftable && i < s->reftable_loaded; i++) {
         uint64_t o = s->reftable[i] & QCOW2_REFT_OFFSET_MASK;
         if (o && MEETS(o, cs))
             return "refcount block";

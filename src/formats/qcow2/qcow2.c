@@ -450,26 +450,23 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
             goto fail;
         }
     }
-    s->l1 = calloc(l1_size ? l1_size : 1, 8);
+    /* Read as big-endian bytes into the table itself, converted in place:
+     * one buffer, not a table and a read buffer (fresh pages fault). */
+    s->l1 = malloc(l1_size ? (size_t)l1_size * 8 : 8);
     if (!s->l1) {
         r = err_set(err, ENOMEM, "Could not allocate L1 table");
         goto fail;
     }
     if (l1_size) {
-        uint8_t *raw = malloc((size_t)l1_size * 8);
-        if (!raw) {
-            r = err_set(err, ENOMEM, "Could not allocate L1 table");
-            goto fail;
-        }
-        r = blk_pread(bs->file, l1_offset, (uint64_t)l1_size * 8, raw);
+        r = blk_pread(bs->file, l1_offset, (uint64_t)l1_size * 8, s->l1);
         if (r < 0) {
-            free(raw);
             err_set_errno(err, -r, "Could not read L1 table");
             goto fail;
         }
         for (uint32_t i = 0; i < l1_size; i++)
-            s->l1[i] = get_be64(raw + 8 * i);
-        free(raw);
+            s->l1[i] = get_be64((const uint8_t *)&s->l1[i]);
+    } else {
+        s->l1[0] = 0;
     }
 
     /* Metadata caches: enough L2 tables to map the whole disk, up to 32 MiB. */
@@ -1042,7 +1039,8 @@ static int qcow2_detect_meta_prealloc(struct bds *bs)
 {
     struct qcow2_state *s = qcow2_st(bs);
     int64_t flen = blk_getlength(bs->file), alloc = blk_get_allocated_size(bs->file);
-    uint64_t real, threshold, end, count = 0;
+    uint64_t real, threshold, end, count;
+    int r;
 
     if (flen < 0)
         return (int)flen;
@@ -1051,13 +1049,9 @@ static int qcow2_detect_meta_prealloc(struct bds *bs)
     real = (uint64_t)alloc / s->cluster_size;
     threshold = real * 10 / 9 > real + 2 ? real * 10 / 9 : real + 2;
     end = ((uint64_t)flen + s->cluster_size - 1) >> s->cluster_bits;
-    for (uint64_t i = 0; i < end && count < threshold; i++) {
-        uint64_t ref;
-        int r = qcow2_get_refcount(bs, i, &ref);
-        if (r < 0)
-            return r;
-        count += ref != 0;
-    }
+    r = qcow2_count_referenced(bs, 0, end, threshold, &count);
+    if (r < 0)
+        return r;
     return count >= threshold;
 }
 
@@ -1408,7 +1402,7 @@ static int make_completely_empty(struct bds *bs, struct err *err)
     s->reftable = nt;
     nt = NULL;
     s->reftable_offset = cs;
-    s->reftable_size = cs / 8;
+    s->reftable_size = s->reftable_loaded = cs / 8;
     put_be64(be, 2 * cs);
     r = blk_pwrite(bs->file, cs, 8, be, 0);
     if (r == 0)
@@ -1501,6 +1495,8 @@ const struct blk_driver qcow2_driver = {
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,
     .pwrite_zeroes = qcow2_pwrite_zeroes,
+    .pwrite_map = qcow2_pwrite_map,
+    .pwrite_commit = qcow2_pwrite_commit,
     .compress = qcow2_compress_op,
     .pwrite_compressed = qcow2_pwrite_compressed_op,
     .discard = qcow2_discard,

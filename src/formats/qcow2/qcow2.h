@@ -91,8 +91,9 @@ struct qcow2_state {
     uint32_t l1_size;
     uint64_t l1_offset;
 
-    uint64_t *reftable;
+    uint64_t *reftable;         /* allocated for reftable_size entries */
     uint64_t reftable_size;     /* entries */
+    uint64_t reftable_loaded;   /* entries read so far (a prefix; all when writable) */
     uint64_t reftable_offset;
 
     uint32_t nb_snapshots;
@@ -195,6 +196,8 @@ void qcow2_cache_release(struct qcow2_cache *c);
 int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool empty,
                     uint8_t **buf);
 void qcow2_cache_mark_dirty(struct qcow2_cache *c, const uint8_t *buf);
+/* The cached cluster at offset, or NULL (nothing is read or evicted). */
+uint8_t *qcow2_cache_lookup(struct qcow2_cache *c, uint64_t offset);
 int qcow2_cache_flush(struct bds *bs, struct qcow2_cache *c);
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset);
 void qcow2_cache_drop_all(struct qcow2_cache *c);
@@ -203,7 +206,28 @@ int qcow2_meta_flush(struct bds *bs);
 
 /* qcow2-refcount.c */
 int qcow2_refcount_init(struct bds *bs, struct err *err);
+/* Make sure reftable entries [0, n) are read (read-only nodes read the
+ * table lazily). */
+int qcow2_reftable_load(struct bds *bs, uint64_t n);
 int qcow2_get_refcount(struct bds *bs, uint64_t cluster, uint64_t *ref);
+/* The refcount block that holds cluster's refcount, NULL when there is none
+ * (refcount 0), with qcow2_get_refcount's errors. The buffer belongs to
+ * the refcount cache: valid until its next get or drop. */
+int qcow2_get_refblock(struct bds *bs, uint64_t cluster, uint8_t **blk);
+/* *count = clusters in [start, end) with a nonzero refcount, counted one
+ * refcount block at a time until it reaches limit (it may pass it). */
+int qcow2_count_referenced(struct bds *bs, uint64_t start, uint64_t end, uint64_t limit,
+                           uint64_t *count);
+/* Call fn on the refcount entries [from, to) of the refcount block at
+ * offset rb_off (entry indices within the block), piece by piece: from the
+ * refcount cache when the block is there (it may be newer than the disk),
+ * else read from the file through a small buffer, so that a scan that
+ * reads each block once does not fault in a cache buffer for it (fresh
+ * pages cost more than the reads). pos is the first entry of each piece;
+ * fn returns false to stop (then 1 is returned). */
+typedef bool (*qcow2_rb_scan_fn)(void *opaque, const uint8_t *p, uint64_t pos, uint64_t n);
+int qcow2_scan_refblock(struct bds *bs, uint64_t rb_off, uint64_t from, uint64_t to,
+                        qcow2_rb_scan_fn fn, void *opaque);
 int qcow2_update_refcount(struct bds *bs, uint64_t offset, uint64_t len, uint64_t addend,
                           bool decrease, enum qcow2_discard_type type);
 int64_t qcow2_alloc_clusters(struct bds *bs, uint64_t size);
@@ -242,6 +266,11 @@ int qcow2_write_l1_entry(struct bds *bs, uint64_t index);
  * absent and !alloc. */
 int qcow2_get_l2(struct bds *bs, uint64_t off, bool alloc, uint8_t **table);
 int qcow2_write_data(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf);
+/* driver.h pwrite_map/pwrite_commit: whole unallocated clusters of a plain
+ * image allocated under the lock, their data written by the caller. */
+int qcow2_pwrite_map(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                     uint64_t *host, struct bds **file);
+int qcow2_pwrite_commit(struct bds *bs, uint64_t off, uint64_t len, uint64_t host, int ret);
 int qcow2_zeroize(struct bds *bs, uint64_t off, uint64_t len, bool unmap);
 int qcow2_discard_clusters(struct bds *bs, uint64_t off, uint64_t len, bool full,
                            enum qcow2_discard_type type);
