@@ -101,15 +101,22 @@ int blk_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
     return r;
 }
 
-int blk_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
+/* The checks every write takes: 1 to go on, 0 for an empty request. */
+static int write_request(struct bds *bs, uint64_t off, uint64_t len)
 {
     int r;
     if (len == 0)
         return 0;
     if ((r = check_request(off, len)) < 0)
         return r;
-    if (bs->read_only)
-        return -EPERM;
+    return bs->read_only ? -EPERM : 1;
+}
+
+int blk_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
+{
+    int r;
+    if ((r = write_request(bs, off, len)) <= 0)
+        return r;
     if (!bs->drv->pwrite)
         return -ENOTSUP;
     lock_node(bs);
@@ -129,12 +136,8 @@ int blk_pwrite_map(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum, u
     int r;
 
     *pnum = len;
-    if (len == 0)
-        return 0;
-    if ((r = check_request(off, len)) < 0)
+    if ((r = write_request(bs, off, len)) <= 0)
         return r;
-    if (bs->read_only)
-        return -EPERM;
     /* Write-through nodes flush after each write: blk_pwrite does that. */
     if (!bs->drv->pwrite_map || !bs->drv->pwrite_commit || (bs->flags & BLK_O_WRITETHROUGH))
         return 0;
@@ -222,12 +225,8 @@ int blk_pwrite_compressed(struct bds *bs, uint64_t off, uint64_t len, const void
                           const void *payload, long plen)
 {
     int r;
-    if (len == 0)
-        return 0;
-    if ((r = check_request(off, len)) < 0)
+    if ((r = write_request(bs, off, len)) <= 0)
         return r;
-    if (bs->read_only)
-        return -EPERM;
     if (!blk_can_precompress(bs))
         return -ENOTSUP;
     lock_node(bs);
@@ -241,12 +240,8 @@ int blk_pwrite_compressed(struct bds *bs, uint64_t off, uint64_t len, const void
 int blk_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int flags)
 {
     int r;
-    if (len == 0)
-        return 0;
-    if ((r = check_request(off, len)) < 0)
+    if ((r = write_request(bs, off, len)) <= 0)
         return r;
-    if (bs->read_only)
-        return -EPERM;
     lock_node(bs);
     if (bs->drv->pwrite_zeroes && !misaligned(bs, off, len, NULL))
         r = bs->drv->pwrite_zeroes(bs, off, len, flags);
@@ -277,12 +272,8 @@ int blk_pwrite_zeroes(struct bds *bs, uint64_t off, uint64_t len, int flags)
 int blk_discard(struct bds *bs, uint64_t off, uint64_t len)
 {
     int r;
-    if (len == 0)
-        return 0;
-    if ((r = check_request(off, len)) < 0)
+    if ((r = write_request(bs, off, len)) <= 0)
         return r;
-    if (bs->read_only)
-        return -EPERM;
     if (!bs->drv->discard)
         return 0;           /* discard is advisory */
     lock_node(bs);

@@ -16,6 +16,7 @@
 #include "block/driver.h"
 #include "engine/compare.h"
 #include "engine/copy.h"
+#include "util/hugemap.h"
 #include "util/zero.h"
 
 #define SECTOR 512ULL
@@ -30,18 +31,8 @@ enum copy_status { ST_DATA, ST_ZERO, ST_BACKING };
  * mapped 2 MiB-aligned and advised for transparent huge pages (one fault
  * each, the same resident size since they are filled anyway). Sanitizer
  * builds keep malloc so that overruns are caught. */
-#define HUGE_BUF ((size_t)2 << 20)
-
-#if defined(__SANITIZE_ADDRESS__)
-#define BUF_MMAP 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define BUF_MMAP 0
-#endif
-#endif
-#ifndef BUF_MMAP
-#define BUF_MMAP 1
-#endif
+#define HUGE_BUF HUGE_PAGE_SIZE
+#define BUF_MMAP HUGE_MAP_ENABLED
 
 static size_t buf_len(uint64_t size)
 {
@@ -50,25 +41,18 @@ static size_t buf_len(uint64_t size)
 
 static uint8_t *buf_alloc(uint64_t size)
 {
-    size_t len = buf_len(size), span = len + HUGE_BUF, head;
+    size_t len = buf_len(size);
     uint8_t *p;
-    uintptr_t start;
     void *q = NULL;
 
     if (!BUF_MMAP || size < HUGE_BUF)
         return posix_memalign(&q, 4096, len) ? NULL : q;
-    p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-    start = ((uintptr_t)p + HUGE_BUF - 1) & ~(uintptr_t)(HUGE_BUF - 1);
-    head = (size_t)(start - (uintptr_t)p);
-    if (head)
-        munmap(p, head);
-    munmap((uint8_t *)start + len, span - head - len);
+    p = huge_map(len, false);
 #ifdef MADV_HUGEPAGE
-    madvise((void *)start, len, MADV_HUGEPAGE);     /* advice only */
+    if (p)
+        madvise(p, len, MADV_HUGEPAGE);     /* advice only */
 #endif
-    return (uint8_t *)start;
+    return p;
 }
 
 static void buf_free(uint8_t *p, uint64_t size)

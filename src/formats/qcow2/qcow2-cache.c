@@ -19,6 +19,7 @@
 
 #include "formats/qcow2/qcow2.h"
 #include "util/ckd.h"
+#include "util/hugemap.h"
 
 /* Which cache must be flushed first (by identity). */
 static struct qcow2_cache *cache_dep(struct qcow2_state *s, struct qcow2_cache *c);
@@ -44,43 +45,14 @@ struct cache_mem {
     struct qcow2_cache_entry e[];
 };
 
-#define HUGE_SIZE ((size_t)2 << 20)
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CACHE_ARENA 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define CACHE_ARENA 0
-#endif
-#endif
-#ifndef CACHE_ARENA
-#define CACHE_ARENA 1
-#endif
+#define HUGE_SIZE HUGE_PAGE_SIZE
+#define CACHE_ARENA HUGE_MAP_ENABLED
 
 static struct cache_mem *cache_mem(struct qcow2_cache *c)
 {
     return (struct cache_mem *)(void *)((char *)c->e - offsetof(struct cache_mem, e));
 }
 
-/* Reserve len bytes (a multiple of HUGE_SIZE) aligned to HUGE_SIZE. */
-static uint8_t *arena_map(size_t len)
-{
-    size_t span = len + HUGE_SIZE;
-    uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    uintptr_t start;
-    size_t head;
-
-    if (p == MAP_FAILED)
-        return NULL;
-    start = ((uintptr_t)p + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1);
-    head = (size_t)(start - (uintptr_t)p);
-    if (head)
-        munmap(p, head);
-    if (span - head > len)
-        munmap((uint8_t *)start + len, span - head - len);
-    return (uint8_t *)start;
-}
 
 /* Huge pages only for a cache that will fill one. A huge page is one
  * fault instead of 512 but always 2 MiB resident: worth it for the L2
@@ -127,7 +99,7 @@ int qcow2_cache_init(struct qcow2_cache *c, unsigned n, size_t size)
         return -ENOMEM;
     if (CACHE_ARENA && !ckd_mul(&total, (size_t)n, size) && total <= SIZE_MAX / 2) {
         size_t len = (total + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
-        m->arena = arena_map(len);
+        m->arena = huge_map(len, true);
         if (m->arena)
             m->arena_len = len;
     }
