@@ -12,12 +12,10 @@
 S=(--object secret,id=s,data=pw)
 BAD=(--object secret,id=s,data=bad)
 io() { printf 'driver=%s,encrypt.key-secret=s,file.filename=%s' "$1" "$2"; }
-# qemu-img 7.2 now and then fails its PBKDF benchmark on a busy machine
-# ("Unable to get accurate CPU usage"): its LUKS create is retried.
 
 # ============================================================== qemu-made images, read by qimg
 
-qcreate() { for i in 1 2 3 4; do "$QEMU_IMG" create -q "${S[@]}" "$@" && return; done; false; }
+qcreate() { qemu_img create -q "${S[@]}" "$@"; }
 qcreate -f qcow2 -o encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10 "$W/l.qcow2" 1M ||
     _bail "qemu-img create luks qcow2 failed"
 qcreate -f qcow2 -o encrypt.format=aes,encrypt.key-secret=s "$W/a.qcow2" 1M || _bail "aes qcow2"

@@ -104,7 +104,7 @@ same "preallocation=metadata: check" -- check meta.qcow2
 # A table cut short by the end of the file (the lazy read past EOF).
 mkshort() { mk short.qcow2 && truncate -s 300k short.qcow2; }
 fixture mkshort
-same "truncated: info" -- info short.qcow2
+same "truncated: info" --filter 'grep -v "^disk size:"' -- info short.qcow2
 same "truncated: map" -- map --output=json short.qcow2
 same "truncated: check" -- check short.qcow2
 
