@@ -6,6 +6,7 @@ Run by hand (it is not part of `make check`):
     make && bench/bench.py                 # defaults fit in about 15 GiB of disk
     BENCH_SIZE=1G BENCH_SMALL=256M BENCH_RUNS=3 bench/bench.py   # a quick pass
     bench/bench.py convert-zlib compare    # only the named workloads
+    bench/bench.py cp-sparse               # cp --sparse=always of the large raw image
     bench/bench.py nbd-qemu-nbd-to-qcow2 nbd-raw-to-nbdkit-memory-m8W   # NBD (needs qemu-nbd, nbdkit)
     BENCH_SMALL=1G bench/bench.py nbd        # every NBD workload (only the small corpus is made)
 
@@ -27,7 +28,8 @@ The corpus is deterministic: per MiB, 40% random data, 20% text-like data,
 starts after `sync`; the tools alternate run by run. For every workload the
 table shows, per tool, the median wall time, the median wall time including a
 final `sync` (qemu-img's convert does not flush its output), the median CPU
-time (user+sys) and the peak RSS, then the ratio qimg / qemu-img. Each
+time (user+sys) and the peak RSS, then the ratio qimg / qemu-img. A first row times `cp --sparse=always` of the
+large raw image, the yardstick for the uncompressed converts. Each
 command is forked by bench/runstat (a small C launcher built in BENCH_DIR),
 which measures the wall time around fork/exec/wait4 and reads the child's
 ru_maxrss from wait4: forked from this Python process instead, a child would
@@ -266,6 +268,21 @@ def measure(w):
     return res
 
 
+def measure_reference(argv, out):
+    """The same timing for a plain command (the issue's yardstick for the
+    uncompressed converts: `cp --sparse=always` of the same raw data)."""
+    rs = []
+    for i in range(RUNS + 1):
+        if os.path.exists(out):
+            os.unlink(out)
+        r = run_once(argv)
+        if i > 0:
+            rs.append(r)
+    os.unlink(out)
+    return "%7.3f %7.3f %7.2f %7.1f" % (median([r[0] for r in rs]), median([r[1] for r in rs]),
+                                        median([r[2] for r in rs]), max(r[3] for r in rs) / 1024.0)
+
+
 def row(name, res):
     cols = [name]
     meds = {}
@@ -309,6 +326,10 @@ def main():
 
     print("%-28s | %-37s | %-37s | %s" % ("workload", "qemu-img: wall  +sync    cpu  rssMiB",
                                           "qimg:     wall  +sync    cpu  rssMiB", "ratio (+sync)"))
+    if not wanted or "cp-sparse" in wanted:
+        print("%-28s | %-37s |" % ("cp-sparse (reference)",
+                                   measure_reference(["cp", "--sparse=always", "big.raw", "o.raw"],
+                                                     "o.raw")), flush=True)
     for w in workloads:
         if wanted and w.name not in wanted and not (all_nbd and w.name.startswith("nbd-")):
             continue

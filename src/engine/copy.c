@@ -383,11 +383,20 @@ static int write_step(struct copy_job *j, uint64_t off, uint64_t len, uint8_t *b
  * lock (block status is asked there, so the walk stays sequential), then
  * read and write outside it; with in-order writes a worker waits until the
  * writes before its step are done, as qemu-img does without -W. */
+/* A worker waiting for its turn to write (in-order mode): each has its own
+ * condition, so a finished write wakes only the worker whose step is next
+ * instead of every waiting one. */
+struct turn_waiter {
+    uint64_t off;
+    pthread_cond_t cv;
+    struct turn_waiter *next;
+};
+
 struct engine {
     struct copy_job *j;
     struct walk w;
     pthread_mutex_t lock;
-    pthread_cond_t turn;
+    struct turn_waiter *waiters;    /* under lock */
     uint64_t next_off;      /* next offset to hand out */
     uint64_t wr_off;        /* in-order mode: offset whose write is due */
     uint64_t allocated, done;
@@ -405,7 +414,8 @@ static void engine_fail(struct engine *e, int r, struct err *err)
         e->ret = r;
         e->err = *err;
     }
-    pthread_cond_broadcast(&e->turn);
+    for (struct turn_waiter *t = e->waiters; t; t = t->next)
+        pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -442,8 +452,19 @@ static bool wait_turn(struct engine *e, uint64_t off)
     if (!e->j->in_order)
         return true;
     pthread_mutex_lock(&e->lock);
-    while (e->wr_off != off && !e->ret)
-        pthread_cond_wait(&e->turn, &e->lock);
+    if (e->wr_off != off && !e->ret) {
+        struct turn_waiter t = { .off = off, .next = e->waiters };
+        pthread_cond_init(&t.cv, NULL);
+        e->waiters = &t;
+        while (e->wr_off != off && !e->ret)
+            pthread_cond_wait(&t.cv, &e->lock);
+        for (struct turn_waiter **p = &e->waiters; *p; p = &(*p)->next)
+            if (*p == &t) {
+                *p = t.next;
+                break;
+            }
+        pthread_cond_destroy(&t.cv);
+    }
     ok = e->ret == 0;
     pthread_mutex_unlock(&e->lock);
     return ok;
@@ -455,7 +476,11 @@ static void end_turn(struct engine *e, uint64_t end)
         return;
     pthread_mutex_lock(&e->lock);
     e->wr_off = end;
-    pthread_cond_broadcast(&e->turn);
+    for (struct turn_waiter *t = e->waiters; t; t = t->next)
+        if (t->off == end) {
+            pthread_cond_signal(&t->cv);
+            break;
+        }
     pthread_mutex_unlock(&e->lock);
 }
 
@@ -665,7 +690,6 @@ int copy_run(struct copy_job *j, struct err *err)
     }
     e.w.next_status = 0;
     pthread_mutex_init(&e.lock, NULL);
-    pthread_cond_init(&e.turn, NULL);
     clock_gettime(CLOCK_MONOTONIC, &e.t0);
 
     nthreads = j->workers > 0 ? j->workers : 1;
@@ -679,7 +703,6 @@ int copy_run(struct copy_job *j, struct err *err)
     if (direct && j->buf_size == COPY_DIRECT_BUF && nthreads > 1)
         nthreads /= 2;
     run_workers(engine_worker, &e, nthreads);
-    pthread_cond_destroy(&e.turn);
     pthread_mutex_destroy(&e.lock);
     if (e.ret) {
         if (err && e.err.set && !err->set)
