@@ -15,7 +15,14 @@
 #include "util/kvopts.h"
 
 enum blk_kind { BLK_KIND_FORMAT, BLK_KIND_PROTOCOL };
-enum blk_thread_model { BLK_THREAD_SERIALIZE, BLK_THREAD_PARALLEL };
+/* How the core serializes a node's operations (bs->lock):
+ * SERIALIZE: every operation under the node lock;
+ * PARALLEL: none (the driver keeps no state that changes);
+ * READS_UNLOCKED_RO: as SERIALIZE, except that pread of a read-only node
+ * runs without the lock: the driver takes bs->lock itself around what it
+ * shares (metadata caches) and reads data and decompresses outside it, so
+ * the engines' workers read one source image at once. */
+enum blk_thread_model { BLK_THREAD_SERIALIZE, BLK_THREAD_PARALLEL, BLK_THREAD_READS_UNLOCKED_RO };
 
 struct blk_snapshot_ops {
     /* Returns the number of entries and a malloc'ed array (caller frees). */

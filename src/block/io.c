@@ -14,14 +14,21 @@
 
 static void lock_node(struct bds *bs)
 {
-    if (bs->drv->thread_model == BLK_THREAD_SERIALIZE)
+    if (bs->drv->thread_model != BLK_THREAD_PARALLEL)
         pthread_mutex_lock(&bs->lock);
 }
 
 static void unlock_node(struct bds *bs)
 {
-    if (bs->drv->thread_model == BLK_THREAD_SERIALIZE)
+    if (bs->drv->thread_model != BLK_THREAD_PARALLEL)
         pthread_mutex_unlock(&bs->lock);
+}
+
+/* Whether pread takes the node lock (driver.h, enum blk_thread_model). */
+static bool read_locked(const struct bds *bs)
+{
+    return bs->drv->thread_model == BLK_THREAD_SERIALIZE ||
+           (bs->drv->thread_model == BLK_THREAD_READS_UNLOCKED_RO && !bs->read_only);
 }
 
 static int check_request(uint64_t off, uint64_t len)
@@ -92,12 +99,15 @@ int blk_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
         return r;
     if (!bs->drv->pread)
         return -ENOTSUP;
-    lock_node(bs);
+    bool locked = read_locked(bs);
+    if (locked)
+        pthread_mutex_lock(&bs->lock);
     if (misaligned(bs, off, len, buf))
         r = bounce_read(bs, off, len, buf);
     else
         r = bs->drv->pread(bs, off, len, buf);
-    unlock_node(bs);
+    if (locked)
+        pthread_mutex_unlock(&bs->lock);
     return r;
 }
 

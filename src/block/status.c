@@ -34,10 +34,10 @@ int blk_block_status(struct bds *bs, uint64_t off, uint64_t len, uint64_t *pnum,
             *file = NULL;
         return BLK_STATUS_DATA | BLK_STATUS_ALLOCATED;
     }
-    if (bs->drv->thread_model == BLK_THREAD_SERIALIZE)
+    if (bs->drv->thread_model != BLK_THREAD_PARALLEL)
         pthread_mutex_lock(&bs->lock);
     r = bs->drv->block_status(bs, off, len, pnum, &m, &f);
-    if (bs->drv->thread_model == BLK_THREAD_SERIALIZE)
+    if (bs->drv->thread_model != BLK_THREAD_PARALLEL)
         pthread_mutex_unlock(&bs->lock);
     if (r < 0)
         return r;

@@ -20,6 +20,7 @@
 
 #include "block/driver.h"
 #include "crypto/crypto.h"
+#include "util/deflate.h"
 #include "util/secret.h"
 
 #define QCOW_MAGIC 0x514649fbu          /* "QFI\xfb" */
@@ -296,24 +297,13 @@ static int decompress_cluster(struct bds *bs, uint64_t entry)
     struct qcow_state *s = qst(bs);
     uint64_t coffset = entry & s->cluster_offset_mask;
     uint32_t csize;
-    z_stream z;
-    int zr;
 
     if (s->cluster_cache_offset == coffset)
         return 0;
     csize = (uint32_t)(entry >> (63 - s->cluster_bits)) & (s->cluster_size - 1);
     if (blk_pread(bs->file, coffset, csize, s->cluster_data) < 0)
         return -EIO;
-    memset(&z, 0, sizeof(z));
-    z.next_in = s->cluster_data;
-    z.avail_in = csize;
-    z.next_out = s->cluster_cache;
-    z.avail_out = s->cluster_size;
-    if (inflateInit2(&z, -12) != Z_OK)
-        return -EIO;
-    zr = inflate(&z, Z_FINISH);
-    inflateEnd(&z);
-    if ((zr != Z_STREAM_END && zr != Z_BUF_ERROR) || z.avail_out != 0)
+    if (inflate_window_exact(-12, s->cluster_data, csize, s->cluster_cache, s->cluster_size) < 0)
         return -EIO;
     s->cluster_cache_offset = coffset;
     return 0;
@@ -485,26 +475,18 @@ static int write_compressed_cluster(struct bds *bs, uint64_t off, uint64_t len, 
     uint8_t *in = s->cluster_cache, *out = s->cluster_data;
     uint64_t entry;
     uint32_t out_len;
-    z_stream z;
-    int zr, r;
+    long clen;
+    int r;
 
     s->cluster_cache_offset = UINT64_MAX;
     memcpy(in, p, (size_t)len);
     memset(in + len, 0, (size_t)(s->cluster_size - len));
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+    clen = deflate_zlib_window(Z_DEFAULT_COMPRESSION, -12, in, s->cluster_size, out, s->cluster_size);
+    if (clen < 0 && clen != -ENOSPC)
         return -EINVAL;
-    z.next_in = in;
-    z.avail_in = s->cluster_size;
-    z.next_out = out;
-    z.avail_out = s->cluster_size;
-    zr = deflate(&z, Z_FINISH);
-    out_len = s->cluster_size - z.avail_out;
-    deflateEnd(&z);
-    if (zr != Z_STREAM_END && zr != Z_OK)
-        return -EINVAL;
-    if (zr != Z_STREAM_END || out_len >= s->cluster_size)
+    if (clen < 0 || (uint64_t)clen >= s->cluster_size)
         return write_plain(bs, off, len, p);
+    out_len = (uint32_t)clen;
     if ((r = get_cluster_offset(bs, off, 2, out_len, 0, 0, &entry)) < 0)
         return r;
     if (!entry)

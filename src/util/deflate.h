@@ -1,6 +1,7 @@
 /* Deflate compression for image writers (qcow2 and qcow clusters, vmdk
  * grains) through libdeflate: faster than zlib at the same level, with
- * output any inflater reads. Thread-safe; compressors are pooled. */
+ * output any inflater reads; and zlib itself where a format's reader needs
+ * a small window. Thread-safe; compressors and streams are pooled. */
 #ifndef QIMG_UTIL_DEFLATE_H
 #define QIMG_UTIL_DEFLATE_H
 
@@ -26,5 +27,17 @@ long deflate_compress(enum deflate_wrap wrap, int level, const void *in, size_t 
  * format requires a slower encoder (zlib with a small window) skip data that
  * would be stored uncompressed anyway. */
 bool deflate_incompressible(const void *in, size_t n, size_t cap);
+
+/* zlib's own deflate (level -1 for its default, 0..9) with a window of
+ * 2^|window_bits| bytes (negative: raw deflate, no zlib header), for
+ * formats whose readers require a small window. Returns the compressed
+ * length, -ENOSPC when it does not fit in cap, -ENOMEM, -EINVAL. */
+long deflate_zlib_window(int level, int window_bits, const void *in, size_t n, void *out,
+                         size_t cap);
+
+/* Inflate with zlib (window_bits as for inflateInit2) until out holds
+ * exactly len bytes; input after the end of that output is ignored.
+ * Returns 0, or -EIO when the stream is bad or ends short. */
+int inflate_window_exact(int window_bits, const void *in, size_t n, void *out, size_t len);
 
 #endif

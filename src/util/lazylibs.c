@@ -55,8 +55,8 @@ static void need(bool ok)
 /* --- zlib --- */
 
 #define ZLIB_FUNCS(X)                                                             \
-    X(inflateInit_) X(inflateInit2_) X(inflate) X(inflateEnd)                     \
-    X(deflateInit2_) X(deflate) X(deflateEnd) X(uncompress)
+    X(inflateInit_) X(inflateInit2_) X(inflate) X(inflateEnd) X(inflateReset)     \
+    X(deflateInit2_) X(deflate) X(deflateEnd) X(deflateReset) X(uncompress)
 
 static struct { ZLIB_FUNCS(DYNLIB_FIELD) } zl;
 static int zl_ready;
@@ -96,6 +96,12 @@ int inflateEnd(z_streamp strm)
     return zl.inflateEnd(strm);
 }
 
+int inflateReset(z_streamp strm)
+{
+    need(zl_ok());
+    return zl.inflateReset(strm);
+}
+
 int deflateInit2_(z_streamp strm, int level, int method, int window_bits, int mem_level,
                   int strategy, const char *version, int stream_size)
 {
@@ -117,6 +123,12 @@ int deflateEnd(z_streamp strm)
     return zl.deflateEnd(strm);
 }
 
+int deflateReset(z_streamp strm)
+{
+    need(zl_ok());
+    return zl.deflateReset(strm);
+}
+
 int uncompress(Bytef *dest, uLongf *dest_len, const Bytef *source, uLong source_len)
 {
     return zl_ok() ? zl.uncompress(dest, dest_len, source, source_len) : Z_MEM_ERROR;
@@ -126,8 +138,8 @@ int uncompress(Bytef *dest, uLongf *dest_len, const Bytef *source, uLong source_
 
 #define ZSTD_FUNCS(X)                                                             \
     X(ZSTD_createCCtx) X(ZSTD_freeCCtx) X(ZSTD_CCtx_setParameter)                 \
-    X(ZSTD_compressStream2) X(ZSTD_createDCtx) X(ZSTD_freeDCtx)                   \
-    X(ZSTD_decompressStream) X(ZSTD_isError)
+    X(ZSTD_compressStream2) X(ZSTD_CCtx_reset) X(ZSTD_createDCtx) X(ZSTD_freeDCtx) \
+    X(ZSTD_DCtx_reset) X(ZSTD_decompressStream) X(ZSTD_isError)
 
 static struct { ZSTD_FUNCS(DYNLIB_FIELD) } zs;
 static int zs_ready;
@@ -171,6 +183,12 @@ size_t ZSTD_compressStream2(ZSTD_CCtx *cctx, ZSTD_outBuffer *output, ZSTD_inBuff
     return zs.ZSTD_compressStream2(cctx, output, input, end_op);
 }
 
+size_t ZSTD_CCtx_reset(ZSTD_CCtx *cctx, ZSTD_ResetDirective reset)
+{
+    need(zs_ok());
+    return zs.ZSTD_CCtx_reset(cctx, reset);
+}
+
 ZSTD_DCtx *ZSTD_createDCtx(void)
 {
     return zs_ok() ? zs.ZSTD_createDCtx() : NULL;
@@ -182,6 +200,12 @@ size_t ZSTD_freeDCtx(ZSTD_DCtx *dctx)
         return 0;
     need(zs_ok());
     return zs.ZSTD_freeDCtx(dctx);
+}
+
+size_t ZSTD_DCtx_reset(ZSTD_DCtx *dctx, ZSTD_ResetDirective reset)
+{
+    need(zs_ok());
+    return zs.ZSTD_DCtx_reset(dctx, reset);
 }
 
 size_t ZSTD_decompressStream(ZSTD_DCtx *zds, ZSTD_outBuffer *output, ZSTD_inBuffer *input)
@@ -200,7 +224,9 @@ unsigned ZSTD_isError(size_t code)
 
 #define LIBDEFLATE_FUNCS(X)                                                       \
     X(libdeflate_alloc_compressor) X(libdeflate_free_compressor)                  \
-    X(libdeflate_deflate_compress) X(libdeflate_zlib_compress)
+    X(libdeflate_deflate_compress) X(libdeflate_zlib_compress)                    \
+    X(libdeflate_alloc_decompressor) X(libdeflate_free_decompressor)              \
+    X(libdeflate_deflate_decompress_ex)
 
 static struct { LIBDEFLATE_FUNCS(DYNLIB_FIELD) } ld;
 static int ld_ready;
@@ -243,6 +269,30 @@ size_t libdeflate_zlib_compress(struct libdeflate_compressor *compressor, const 
 {
     need(ld_ok());
     return ld.libdeflate_zlib_compress(compressor, in, in_nbytes, out, out_nbytes_avail);
+}
+
+struct libdeflate_decompressor *libdeflate_alloc_decompressor(void)
+{
+    return ld_ok() ? ld.libdeflate_alloc_decompressor() : NULL;
+}
+
+void libdeflate_free_decompressor(struct libdeflate_decompressor *decompressor)
+{
+    if (!decompressor)
+        return;
+    need(ld_ok());
+    ld.libdeflate_free_decompressor(decompressor);
+}
+
+enum libdeflate_result libdeflate_deflate_decompress_ex(struct libdeflate_decompressor *decompressor,
+                                                        const void *in, size_t in_nbytes, void *out,
+                                                        size_t out_nbytes_avail,
+                                                        size_t *actual_in_nbytes_ret,
+                                                        size_t *actual_out_nbytes_ret)
+{
+    need(ld_ok());
+    return ld.libdeflate_deflate_decompress_ex(decompressor, in, in_nbytes, out, out_nbytes_avail,
+                                               actual_in_nbytes_ret, actual_out_nbytes_ret);
 }
 
 /* --- bzip2 (dmg) --- */

@@ -64,6 +64,25 @@ for ct in zlib zstd; do
     same_image "read compressed $ct: result" cz-$ct.raw
     same "check compressed $ct" -- check cz-$ct.qcow2
 done
+# Compressed clusters spread over many copy steps, under an overlay: the
+# workers of convert and compare read (and inflate) one read-only node at once.
+mkmixed() { # FILE: 24 MiB, every MiB a compressible run and a random one
+    truncate -s 24M "$1" || return 1
+    for i in $(seq 0 23); do
+        _put "$1" $((i * 1048576)) 196608 _pattern $((i * 7 + 1)) || return 1
+        _put "$1" $((i * 1048576 + 327680)) 131072 randbytes "mixed-$i" 131072 || return 1
+    done
+}
+fixture mkmixed mixed.raw
+for ct in zlib zstd; do
+    fixture "$QEMU_IMG" convert -c -O qcow2 -o compression_type=$ct mixed.raw mz-$ct.qcow2
+    fixture "$QEMU_IMG" create -q -f qcow2 -b mz-$ct.qcow2 -F qcow2 mzt-$ct.qcow2
+    fixture qio -c 'write -P 0x5a 3M 70k' -c 'write -P 0x5b 20M 1M' mzt-$ct.qcow2
+    same "read compressed $ct under an overlay, -m 8 -W" -- convert -m 8 -W -O raw mzt-$ct.qcow2 mzt-$ct.raw
+    same_image "read compressed $ct under an overlay: result" mzt-$ct.raw
+    same "compare compressed $ct overlay with its copy" -- compare mzt-$ct.qcow2 mzt-$ct.raw
+    same "compare compressed $ct base with the overlay's copy" -- compare mz-$ct.qcow2 mzt-$ct.raw
+done
 fixture "$QEMU_IMG" create -q -f qcow2 -b plain.qcow2 -F qcow2 top.qcow2
 fixture qio -c 'write -P 0xcd 10k 1k' -c 'write -P 0xce 3M 4k' top.qcow2
 same "read through backing" -- convert -O raw top.qcow2 top.raw

@@ -1,5 +1,8 @@
 /* util/deflate: the incompressibility test that lets qcow2's zlib writer
- * skip data it would store uncompressed, and round trips through zlib. */
+ * skip data it would store uncompressed, round trips through zlib, and the
+ * pooled zlib window codec (deflate_zlib_window, inflate_window_exact) with
+ * its libdeflate fast path and the zlib verdicts it must keep. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -60,8 +63,68 @@ static bool round_trip(const uint8_t *in, size_t n)
     return ok;
 }
 
+/* zlib's own raw deflate of in with a 4 KiB window, as qemu writes qcow2
+ * clusters; the stream is in *out, its length returned. */
+static long zlib_raw(const uint8_t *in, size_t n, uint8_t *out, size_t cap)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, 6, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+        return -1;
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    int r = deflate(&z, Z_FINISH);
+    long len = (long)(cap - z.avail_out);
+    deflateEnd(&z);
+    return r == Z_STREAM_END ? len : -1;
+}
+
+static void window_codec(void)
+{
+    uint8_t *in = malloc(2 * CS), *c = malloc(2 * CS), *d = malloc(2 * CS);
+    long clen;
+
+    fill_text(in, CS);
+    clen = deflate_zlib_window(-1, -12, in, CS, c, CS - 1);
+    ok(clen > 0 && clen < CS / 2, "4 KiB window deflate of text (%ld bytes)", clen);
+    ok(inflate_window_exact(-12, c, (size_t)clen, d, CS) == 0 && !memcmp(d, in, CS),
+       "and it inflates back exactly");
+    /* again: the pooled stream is reset, not reused mid-stream */
+    long clen2 = deflate_zlib_window(-1, -12, in, CS, c, CS - 1);
+    ok(clen2 == clen, "a pooled deflate stream gives the same output (%ld)", clen2);
+    memset(c + clen, 0xa5, 700);
+    ok(inflate_window_exact(-12, c, (size_t)clen + 700, d, CS) == 0 && !memcmp(d, in, CS),
+       "padding after the stream is ignored (sector-rounded compressed sizes)");
+    ok(inflate_window_exact(-12, c, (size_t)clen, d, CS - 1) == 0 && !memcmp(d, in, CS - 1),
+       "a stream longer than the output fills it (zlib's verdict, as qemu)");
+    ok(inflate_window_exact(-12, c, (size_t)clen, d, CS + 1) == -EIO,
+       "a stream shorter than the output is an error");
+    ok(inflate_window_exact(-12, c, (size_t)clen / 2, d, CS) == -EIO,
+       "a stream cut in half is an error");
+    memset(c, 0xff, 64);
+    ok(inflate_window_exact(-12, c, (size_t)clen, d, CS) == -EIO, "a corrupt stream is an error");
+
+    /* zlib's own 4 KiB-window stream, read by the fast path */
+    fill_text(in, CS);
+    clen = zlib_raw(in, CS, c, 2 * CS);
+    ok(clen > 0 && inflate_window_exact(-12, c, (size_t)clen, d, CS) == 0 && !memcmp(d, in, CS),
+       "zlib's raw stream inflates exactly");
+
+    fill_random(in, CS);
+    ok(deflate_zlib_window(-1, -12, in, CS, c, CS - 1) == -ENOSPC,
+       "random data does not fit one byte less than its size");
+    ok(deflate_zlib_window(-1, 20, in, CS, c, CS) == -EINVAL, "a bad window is refused");
+    ok(deflate_zlib_window(10, -12, in, CS, c, CS) == -EINVAL, "a bad level is refused");
+    free(in);
+    free(c);
+    free(d);
+}
+
 int main(void)
 {
+    window_codec();
     uint8_t *buf = malloc(CS);
 
     fill_random(buf, CS);

@@ -805,17 +805,27 @@ int qcow2_mark_consistent(struct bds *bs)
 
 /* --- data path --- */
 
-int qcow2_do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf)
+/* Guest reads. Under the node lock (unlocked false) everything is done in
+ * turn. A read-only node's pread runs without it (BLK_THREAD_READS_UNLOCKED_RO):
+ * then the lock is taken here around the cluster lookup, which goes through
+ * the metadata caches, and around decryption (cipher state); data reads and
+ * decompression, the costly parts, run on the callers' threads at once. The
+ * mapping of a read-only node does not change while it is open. */
+static int do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf, bool unlocked)
 {
     struct qcow2_state *s = qcow2_st(bs);
-    uint8_t *tmp = NULL;
+    uint8_t *tmp = NULL, *cin = NULL;
     int r = 0;
 
     while (len) {
         uint64_t n = len, host, entry;
         enum qcow2_sc_type t;
 
+        if (unlocked)
+            pthread_mutex_lock(&bs->lock);
         r = qcow2_get_host_offset(bs, off, &n, &host, &t, &entry);
+        if (unlocked)
+            pthread_mutex_unlock(&bs->lock);
         if (r < 0)
             break;
         switch (t) {
@@ -828,14 +838,30 @@ int qcow2_do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf)
             memset(buf, 0, n);
             break;
         case QCOW2_SC_NORMAL:
+            if (unlocked && !bs->encrypted) {
+                r = blk_pread(s->data_file, host, n, buf);
+                break;
+            }
+            if (unlocked)
+                pthread_mutex_lock(&bs->lock);
             r = qcow2_crypt_pread(bs, host, off, n, buf);
+            if (unlocked)
+                pthread_mutex_unlock(&bs->lock);
             break;
         case QCOW2_SC_COMPRESSED:
             if (!tmp && !(tmp = malloc(s->cluster_size))) {
                 r = -ENOMEM;
                 break;
             }
-            r = qcow2_read_compressed(bs, entry, tmp);
+            if (unlocked) {
+                if (!cin && !(cin = malloc(2 * s->cluster_size))) {
+                    r = -ENOMEM;
+                    break;
+                }
+                r = qcow2_read_compressed_into(bs, entry, tmp, cin);
+            } else {
+                r = qcow2_read_compressed(bs, entry, tmp);
+            }
             if (r == 0)
                 memcpy(buf, tmp + qcow2_off_in_cluster(s, off), n);
             break;
@@ -850,7 +876,13 @@ int qcow2_do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf)
         len -= n;
     }
     free(tmp);
+    free(cin);
     return r;
+}
+
+int qcow2_do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf)
+{
+    return do_pread(bs, off, len, buf, false);
 }
 
 static int qcow2_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
@@ -868,7 +900,7 @@ static int qcow2_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
         memset((uint8_t *)buf + in, 0, len - in);
         len = in;
     }
-    return qcow2_do_pread(bs, off, len, buf);
+    return do_pread(bs, off, len, buf, bs->read_only);
 }
 
 static int qcow2_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)
@@ -1482,7 +1514,7 @@ const struct blk_driver qcow2_driver = {
     .name = "qcow2",
     .kind = BLK_KIND_FORMAT,
     .instance_size = sizeof(struct qcow2_state),
-    .thread_model = BLK_THREAD_SERIALIZE,
+    .thread_model = BLK_THREAD_READS_UNLOCKED_RO,
     .supports_backing = true,
     .supports_compressed_writes = true,
     .create_opts = qcow2_create_opts,

@@ -299,6 +299,9 @@ int qcow2_decompress(int type, const uint8_t *src, size_t slen, uint8_t *dst, si
 long qcow2_compress(int type, int level, const uint8_t *src, size_t slen, uint8_t *dst,
                     size_t dlen);
 int qcow2_read_compressed(struct bds *bs, uint64_t entry, uint8_t *out);
+/* The same without the one-cluster cache or any node state: cin holds
+ * 2 clusters. For reads outside the node lock. */
+int qcow2_read_compressed_into(struct bds *bs, uint64_t entry, uint8_t *out, uint8_t *cin);
 int qcow2_write_compressed(struct bds *bs, uint64_t off, uint64_t len, const uint8_t *buf);
 /* The driver's two-step compressed write (driver.h compress/pwrite_compressed). */
 long qcow2_compress_op(struct bds *bs, const void *buf, size_t len, void *dst, size_t cap);

@@ -518,25 +518,38 @@ static uint64_t offset_in_cluster(const struct vmdk_extent *e, uint64_t offset)
     return (offset - begin) % (e->cluster_sectors * VMDK_SECTOR);
 }
 
+/* A read-only node's reads run without the node lock
+ * (BLK_THREAD_READS_UNLOCKED_RO): the lock is taken here around the grain
+ * lookup (grain table cache) and the parent CID check; grain reads and
+ * inflating compressed grains (streamOptimized) run on the callers'
+ * threads at once. */
 static int vmdk_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
     struct vmdk_state *s = bs->opaque;
     struct vmdk_extent *e = NULL;
     uint8_t *p = buf;
+    bool unlocked = bs->read_only;
 
     while (len) {
         uint64_t cluster_offset = 0, in_cluster, n;
         int ret, r;
+        bool cid_ok = true;
 
+        if (unlocked)
+            pthread_mutex_lock(&bs->lock);
         e = find_extent(s, off >> 9, e);
+        ret = e ? vmdk_get_cluster(bs, e, NULL, off, false, &cluster_offset, 0, 0) : VMDK_ERROR;
+        if (e && ret != VMDK_OK && bs->backing && ret != VMDK_ZEROED)
+            cid_ok = vmdk_cid_valid(bs);
+        if (unlocked)
+            pthread_mutex_unlock(&bs->lock);
         if (!e)
             return -EIO;
-        ret = vmdk_get_cluster(bs, e, NULL, off, false, &cluster_offset, 0, 0);
         in_cluster = offset_in_cluster(e, off);
         n = min_u64(len, e->cluster_sectors * VMDK_SECTOR - in_cluster);
         if (ret != VMDK_OK) {
             if (bs->backing && ret != VMDK_ZEROED) {
-                if (!vmdk_cid_valid(bs))
+                if (!cid_ok)
                     return -EINVAL;
                 r = blk_read_backing(bs, off, n, p);
                 if (r < 0)
@@ -847,7 +860,7 @@ const struct blk_driver vmdk_driver = {
     .name = "vmdk",
     .kind = BLK_KIND_FORMAT,
     .instance_size = sizeof(struct vmdk_state),
-    .thread_model = BLK_THREAD_SERIALIZE,
+    .thread_model = BLK_THREAD_READS_UNLOCKED_RO,
     .supports_backing = true,
     .supports_compressed_writes = true,
     .create_opts = vmdk_create_opts,
