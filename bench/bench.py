@@ -347,6 +347,12 @@ def make_reference_images(q):
     for fmt, opt in (("vmdk", []), ("vdi", []), ("vpc", []), ("vhdx", [])):
         if not os.path.exists("small." + fmt):
             sh(q, "convert", "-f", "raw", "-O", fmt, *opt, "small.raw", "small." + fmt)
+    # Compressed sources, as cloud images and OVA exports come.
+    for name, args in (("small-zlib.qcow2", ["-c", "-O", "qcow2"]),
+                       ("small-zstd.qcow2", ["-c", "-O", "qcow2", "-o", "compression_type=zstd"]),
+                       ("small-stream.vmdk", ["-O", "vmdk", "-o", "subformat=streamOptimized"])):
+        if not os.path.exists(name):
+            sh(q, "convert", "-f", "raw", *args, "small.raw", name)
     # A 3-deep chain over the big image: two overlays with scattered writes.
     if not os.path.exists("top.qcow2"):
         sh(q, "create", "-f", "qcow2", "-b", "big.qcow2", "-F", "qcow2", "mid.qcow2")
@@ -398,6 +404,13 @@ def local_workloads(q):
                                                "subformat=streamOptimized", "small.qcow2", "o.vmdk"],
                  out="o.vmdk", ref="small.raw"),
         Workload("compare-raw-qcow2", ["compare", "-f", "raw", "-F", "qcow2", "big.raw", "big.qcow2"]),
+        Workload("read-zlib-qcow2-raw", ["convert", "-O", "raw", "small-zlib.qcow2", "o.raw"],
+                 out="o.raw", ref="small.raw"),
+        Workload("read-zstd-qcow2-raw", ["convert", "-O", "raw", "small-zstd.qcow2", "o.raw"],
+                 out="o.raw", ref="small.raw"),
+        Workload("read-vmdk-stream-raw", ["convert", "-O", "raw", "small-stream.vmdk", "o.raw"],
+                 out="o.raw", ref="small.raw"),
+        Workload("compare-zlib-qcow2-raw", ["compare", "small-zlib.qcow2", "small.raw"]),
         Workload("flatten-chain", ["convert", "-O", "qcow2", "top.qcow2", "o.qcow2"], out="o.qcow2",
                  out_kind="qcow2", ref="top.raw"),
         Workload("convert-nocache", ["convert", "-t", "none", "-T", "none", "-f", "raw", "-O", "qcow2",

@@ -223,3 +223,21 @@ int inflate_window_exact(int window_bits, const void *in, size_t n, void *out, s
     objpool_put(&inflaters, key, z);
     return ok ? 0 : -EIO;
 }
+
+long inflate_zlib_stream(const void *in, size_t n, void *out, size_t cap)
+{
+    struct libdeflate_decompressor *d;
+    size_t used = 0, got = 0;
+    uLongf zlen = (uLongf)cap;
+
+    if (n > UINT32_MAX || cap > UINT32_MAX)
+        return -EINVAL;
+    if ((d = objpool_get(&decompressors, 0)) || (d = libdeflate_alloc_decompressor())) {
+        enum libdeflate_result r = libdeflate_zlib_decompress_ex(d, in, n, out, cap, &used, &got);
+        objpool_put(&decompressors, 0, d);
+        if (r == LIBDEFLATE_SUCCESS)
+            return (long)got;
+    }
+    /* zlib's verdict on what libdeflate refused (they should agree) */
+    return uncompress(out, &zlen, in, (uLong)n) == Z_OK ? (long)zlen : -EIO;
+}

@@ -40,4 +40,10 @@ long deflate_zlib_window(int level, int window_bits, const void *in, size_t n, v
  * Returns 0, or -EIO when the stream is bad or ends short. */
 int inflate_window_exact(int window_bits, const void *in, size_t n, void *out, size_t len);
 
+/* What zlib's uncompress() does: one zlib stream (header, deflate data,
+ * Adler-32) inflated into out; input after the stream's end is ignored.
+ * Through libdeflate, about twice zlib's speed with its checksum. Returns
+ * the output length, or -EIO (a bad stream, or one that does not fit). */
+long inflate_zlib_stream(const void *in, size_t n, void *out, size_t cap);
+
 #endif

@@ -226,7 +226,7 @@ unsigned ZSTD_isError(size_t code)
     X(libdeflate_alloc_compressor) X(libdeflate_free_compressor)                  \
     X(libdeflate_deflate_compress) X(libdeflate_zlib_compress)                    \
     X(libdeflate_alloc_decompressor) X(libdeflate_free_decompressor)              \
-    X(libdeflate_deflate_decompress_ex)
+    X(libdeflate_deflate_decompress_ex) X(libdeflate_zlib_decompress_ex)
 
 static struct { LIBDEFLATE_FUNCS(DYNLIB_FIELD) } ld;
 static int ld_ready;
@@ -293,6 +293,17 @@ enum libdeflate_result libdeflate_deflate_decompress_ex(struct libdeflate_decomp
     need(ld_ok());
     return ld.libdeflate_deflate_decompress_ex(decompressor, in, in_nbytes, out, out_nbytes_avail,
                                                actual_in_nbytes_ret, actual_out_nbytes_ret);
+}
+
+enum libdeflate_result libdeflate_zlib_decompress_ex(struct libdeflate_decompressor *decompressor,
+                                                     const void *in, size_t in_nbytes, void *out,
+                                                     size_t out_nbytes_avail,
+                                                     size_t *actual_in_nbytes_ret,
+                                                     size_t *actual_out_nbytes_ret)
+{
+    need(ld_ok());
+    return ld.libdeflate_zlib_decompress_ex(decompressor, in, in_nbytes, out, out_nbytes_avail,
+                                            actual_in_nbytes_ret, actual_out_nbytes_ret);
 }
 
 /* --- bzip2 (dmg) --- */

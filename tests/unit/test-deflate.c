@@ -117,6 +117,20 @@ static void window_codec(void)
        "random data does not fit one byte less than its size");
     ok(deflate_zlib_window(-1, 20, in, CS, c, CS) == -EINVAL, "a bad window is refused");
     ok(deflate_zlib_window(10, -12, in, CS, c, CS) == -EINVAL, "a bad level is refused");
+
+    /* zlib streams (vmdk grains): what uncompress() would say */
+    fill_text(in, CS);
+    long zl = deflate_compress(DEFLATE_ZLIB, 6, in, CS, c, 2 * CS);
+    ok(zl > 0 && zl < CS, "zlib stream made");
+    memset(c + zl, 0x3c, 512);
+    ok(inflate_zlib_stream(c, (size_t)zl + 512, d, CS) == CS && !memcmp(d, in, CS),
+       "a zlib stream inflates, padding after it ignored");
+    ok(inflate_zlib_stream(c, (size_t)zl, d, 2 * CS) == CS, "a larger output holds it: its length");
+    ok(inflate_zlib_stream(c, (size_t)zl, d, CS - 1) == -EIO, "a smaller one does not");
+    c[zl - 1] ^= 1;
+    ok(inflate_zlib_stream(c, (size_t)zl, d, CS) == -EIO, "a bad Adler-32 is an error");
+    c[zl - 1] ^= 1;
+    ok(inflate_zlib_stream(c, (size_t)zl / 2, d, CS) == -EIO, "a stream cut in half is an error");
     free(in);
     free(c);
     free(d);

@@ -47,7 +47,6 @@ int vmdk_read_compressed(struct vmdk_extent *e, uint64_t cluster_offset,
     uint64_t buf_bytes = cluster_bytes * 2, avail = buf_bytes;
     uint8_t *cbuf, *ubuf, *data;
     uint64_t data_len;
-    uLongf out_len = (uLongf)cluster_bytes;
     int64_t flen = blk_getlength(e->file);
     int r;
 
@@ -80,8 +79,8 @@ int vmdk_read_compressed(struct vmdk_extent *e, uint64_t cluster_offset,
         r = -EINVAL;
         goto out;
     }
-    if (uncompress(ubuf, &out_len, data, (uLong)data_len) != Z_OK ||
-        offset_in_cluster + len > out_len) {
+    long out_len = inflate_zlib_stream(data, (size_t)data_len, ubuf, (size_t)cluster_bytes);
+    if (out_len < 0 || offset_in_cluster + len > (uint64_t)out_len) {
         r = -EINVAL;
         goto out;
     }
