@@ -55,6 +55,25 @@ same "aes qcow: wrong key" -- convert "${BAD[@]}" --image-opts "$(io qcow a.qcow
 same_image "aes qcow: wrong-key garbage" bad1.raw
 same "plain image given encrypt.format" -- info --image-opts driver=qcow2,file.filename=p.qcow2,encrypt.format=luks
 
+# Many copy steps of encrypted data, read by eight workers at once (a
+# read-only node decrypts outside its lock).
+mkbig() { # FILE: 12 MiB, a random run in every MiB
+    truncate -s 12M "$1" || return 1
+    for i in $(seq 0 11); do
+        _put "$1" $((i * 1048576 + 4096)) 262144 randbytes "crypt-$i" 262144 || return 1
+    done
+}
+fixture mkbig big.raw
+for fmt in luks aes; do
+    it=; [ $fmt = luks ] && it=,encrypt.iter-time=10
+    fixture qemu_img convert "${S[@]}" -O qcow2 -o encrypt.format=$fmt,encrypt.key-secret=s$it \
+        big.raw big-$fmt.qcow2
+    same "$fmt: 12 MiB read with -m 8 -W" -- convert -m 8 -W "${S[@]}" \
+        --image-opts "$(io qcow2 big-$fmt.qcow2)" -O raw big-$fmt.raw
+    same_image "$fmt: 12 MiB read with -m 8 -W: data" big-$fmt.raw
+    check "$fmt: 12 MiB read: equals its source" cmp "$A/big-$fmt.raw" "$A/big.raw"
+done
+
 # ============================================================== qimg writes into qemu-made images
 
 fixture "$QEMU_IMG" create -q -f raw pat.raw 1M

@@ -808,9 +808,10 @@ int qcow2_mark_consistent(struct bds *bs)
 /* Guest reads. Under the node lock (unlocked false) everything is done in
  * turn. A read-only node's pread runs without it (BLK_THREAD_READS_UNLOCKED_RO):
  * then the lock is taken here around the cluster lookup, which goes through
- * the metadata caches, and around decryption (cipher state); data reads and
- * decompression, the costly parts, run on the callers' threads at once. The
- * mapping of a read-only node does not change while it is open. */
+ * the metadata caches; data reads, decryption (crypto_sectors_crypt keeps
+ * its cipher state per call) and decompression, the costly parts, run on
+ * the callers' threads at once. The mapping of a read-only node does not
+ * change while it is open. */
 static int do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf, bool unlocked)
 {
     struct qcow2_state *s = qcow2_st(bs);
@@ -838,15 +839,7 @@ static int do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf, bo
             memset(buf, 0, n);
             break;
         case QCOW2_SC_NORMAL:
-            if (unlocked && !bs->encrypted) {
-                r = blk_pread(s->data_file, host, n, buf);
-                break;
-            }
-            if (unlocked)
-                pthread_mutex_lock(&bs->lock);
             r = qcow2_crypt_pread(bs, host, off, n, buf);
-            if (unlocked)
-                pthread_mutex_unlock(&bs->lock);
             break;
         case QCOW2_SC_COMPRESSED:
             if (!tmp && !(tmp = malloc(s->cluster_size))) {
