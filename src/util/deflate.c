@@ -4,6 +4,8 @@
 #include "util/deflate.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <libdeflate.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -137,34 +139,48 @@ bool deflate_incompressible(const void *in, size_t n, size_t cap)
     return r == -ENOSPC;
 }
 
-long deflate_zlib_window(int level, int window_bits, const void *in, size_t n, void *out,
-                         size_t cap)
+/* A zlib stream from a pool, reset, or made (deflate at level, or inflate
+ * when level is INT_MIN) and set to read n bytes of in into cap bytes of
+ * out; NULL when none can be had. */
+static z_stream *stream_get(struct objpool *p, int key, int level, int window_bits,
+                            const void *in, size_t n, void *out, size_t cap)
 {
-    int key = (level + 1) * 64 + window_bits + 16;
-    z_stream *z;
-    int r;
+    bool inflating = level == INT_MIN;
+    z_stream *z = objpool_get(p, key);
 
-    if (window_bits < -15 || window_bits > 15 || level < Z_DEFAULT_COMPRESSION || level > 9 ||
-        n > UINT32_MAX || cap > UINT32_MAX)
-        return -EINVAL;
-    if ((z = objpool_get(&deflaters, key))) {
-        if (deflateReset(z) != Z_OK) {
-            free_deflater(z);
-            return -EIO;
-        }
-    } else {
+    if (z && (inflating ? inflateReset(z) : deflateReset(z)) != Z_OK) {
+        p->destroy(z);
+        return NULL;
+    }
+    if (!z) {
         if (!(z = calloc(1, sizeof(*z))))
-            return -ENOMEM;
-        if (deflateInit2(z, level, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
+            return NULL;
+        if ((inflating ? inflateInit2(z, window_bits)
+                       : deflateInit2(z, level, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY)) !=
+            Z_OK) {
             free(z);
-            return -ENOMEM;
+            return NULL;
         }
     }
     z->next_in = (Bytef *)in;
     z->avail_in = (uInt)n;
     z->next_out = out;
     z->avail_out = (uInt)cap;
-    r = deflate(z, Z_FINISH);
+    return z;
+}
+
+long deflate_zlib_window(int level, int window_bits, const void *in, size_t n, void *out,
+                         size_t cap)
+{
+    int key = (level + 1) * 64 + window_bits + 16;
+    z_stream *z;
+
+    if (window_bits < -15 || window_bits > 15 || level < Z_DEFAULT_COMPRESSION || level > 9 ||
+        n > UINT32_MAX || cap > UINT32_MAX)
+        return -EINVAL;
+    if (!(z = stream_get(&deflaters, key, level, window_bits, in, n, out, cap)))
+        return -ENOMEM;
+    int r = deflate(z, Z_FINISH);
     long len = (long)(cap - z->avail_out);
     objpool_put(&deflaters, key, z);
     return r == Z_STREAM_END ? len : -ENOSPC;
@@ -200,23 +216,8 @@ int inflate_window_exact(int window_bits, const void *in, size_t n, void *out, s
      * refer to; a valid stream decodes the same with any decoder. */
     if (window_bits < 0 && (r = fast_inflate(in, n, out, len)) >= 0)
         return r ? 0 : -EIO;
-    if ((z = objpool_get(&inflaters, key))) {
-        if (inflateReset(z) != Z_OK) {
-            free_inflater(z);
-            return -EIO;
-        }
-    } else {
-        if (!(z = calloc(1, sizeof(*z))))
-            return -ENOMEM;
-        if (inflateInit2(z, window_bits) != Z_OK) {
-            free(z);
-            return -ENOMEM;
-        }
-    }
-    z->next_in = (Bytef *)in;
-    z->avail_in = (uInt)n;
-    z->next_out = out;
-    z->avail_out = (uInt)len;
+    if (!(z = stream_get(&inflaters, key, INT_MIN, window_bits, in, n, out, len)))
+        return -ENOMEM;
     r = inflate(z, Z_FINISH);
     /* Complete output is what matters; input may carry padding. */
     bool ok = (r == Z_STREAM_END || r == Z_BUF_ERROR) && z->avail_out == 0;
