@@ -194,6 +194,8 @@ static uint64_t vdi_data_offset(const struct vdi_state *s, uint32_t entry, uint6
     return (uint64_t)s->h.offset_data + (uint64_t)entry * s->h.block_size + in_block;
 }
 
+/* Reads only the block map, which only writes change: a read-only node's
+ * reads run on every worker at once (BLK_THREAD_READS_UNLOCKED_RO). */
 static int vdi_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
     struct vdi_state *s = bs->opaque;
@@ -520,7 +522,7 @@ const struct blk_driver vdi_driver = {
     .name = "vdi",
     .kind = BLK_KIND_FORMAT,
     .instance_size = sizeof(struct vdi_state),
-    .thread_model = BLK_THREAD_SERIALIZE,
+    .thread_model = BLK_THREAD_READS_UNLOCKED_RO,
     .create_opts = vdi_create_opts,
     .probe = vdi_probe,
     .open = vdi_open,

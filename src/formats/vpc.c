@@ -402,9 +402,13 @@ static uint64_t vpc_bitmap_offset(const struct vpc_state *s, uint64_t off)
     return 512 * (uint64_t)s->bat[off / s->block_size];
 }
 
+/* A read-only node's reads run without the node lock
+ * (BLK_THREAD_READS_UNLOCKED_RO): the BAT does not change, and the lock is
+ * taken here only around the one-block bitmap cache of differencing disks. */
 static int vpc_pread_diff(struct bds *bs, uint64_t off, uint64_t len, uint8_t *p)
 {
     struct vpc_state *s = bs->opaque;
+    bool unlocked = bs->read_only;
     int r;
 
     while (len) {
@@ -412,9 +416,15 @@ static int vpc_pread_diff(struct bds *bs, uint64_t off, uint64_t len, uint8_t *p
         uint64_t host = vpc_host_offset(s, off);
         bool present = false;
         if (host != UINT64_MAX) {
-            if ((r = vpc_load_bitmap(bs, vpc_bitmap_offset(s, off))) < 0)
+            if (unlocked)
+                pthread_mutex_lock(&bs->lock);
+            r = vpc_load_bitmap(bs, vpc_bitmap_offset(s, off));
+            if (r == 0)
+                n = vpc_bit_run(s, off, n, &present);
+            if (unlocked)
+                pthread_mutex_unlock(&bs->lock);
+            if (r < 0)
                 return r;
-            n = vpc_bit_run(s, off, n, &present);
         }
         r = present ? blk_pread(bs->file, host, n, p) : blk_read_backing(bs, off, n, p);
         if (r < 0)
@@ -837,7 +847,7 @@ const struct blk_driver vpc_driver = {
     .name = "vpc",
     .kind = BLK_KIND_FORMAT,
     .instance_size = sizeof(struct vpc_state),
-    .thread_model = BLK_THREAD_SERIALIZE,
+    .thread_model = BLK_THREAD_READS_UNLOCKED_RO,
     .create_opts = vpc_create_opts,
     .probe = vpc_probe,
     .open = vpc_open,

@@ -21,6 +21,8 @@ out=$("$QEMU_IMG" info child.vhdx >/dev/null 2>&1; echo $?)
 eq "qemu-img 7.2 cannot open it" "$out" 1
 check "read through the parent" q convert -O raw child.vhdx out.raw
 check "contents: present sectors, zero block, then the parent" cmp out.raw expect.raw
+check "read through the parent, -m 8 -W" q convert -m 8 -W -O raw child.vhdx out8.raw
+check "-m 8 -W: the same contents" cmp out8.raw expect.raw
 eq "info names the parent" "$(q info child.vhdx | grep '^backing file')" \
     "backing file: parent.vhdx
 backing file format: vhdx"

@@ -14,6 +14,8 @@ python3 "$MK" parent.vpc child.vhd expect.raw parent.raw
 
 check "read through the parent" q convert -O raw child.vhd out.raw
 check "contents: present sectors, then the parent" cmp out.raw expect.raw
+check "read through the parent, -m 8 -W" q convert -m 8 -W -O raw child.vhd out8.raw
+check "-m 8 -W: the same contents" cmp out8.raw expect.raw
 eq "info names the parent" "$(q info child.vhd | grep '^backing file')" \
     "backing file: parent.vpc
 backing file format: vpc"

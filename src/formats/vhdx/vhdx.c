@@ -682,13 +682,21 @@ static int locate(struct bds *bs, struct vhdx_state *s, uint64_t off, uint64_t *
     return 1;
 }
 
+/* A read-only node's reads run without the node lock
+ * (BLK_THREAD_READS_UNLOCKED_RO): the BAT does not change, and the lock is
+ * taken here only around locate(), whose sector bitmap is cached. */
 static int vhdx_pread_diff(struct bds *bs, uint64_t off, uint64_t len, uint8_t *p)
 {
     struct vhdx_state *s = bs->opaque;
+    bool unlocked = bs->read_only;
 
     while (len) {
         uint64_t n = min_u64(len, s->block_size - (off & (s->block_size - 1))), host = 0;
+        if (unlocked)
+            pthread_mutex_lock(&bs->lock);
         int r = locate(bs, s, off, &n, &host);
+        if (unlocked)
+            pthread_mutex_unlock(&bs->lock);
         if (r == 1)
             r = blk_pread(bs->file, host, n, p);
         else if (r == 0)
@@ -1153,7 +1161,7 @@ const struct blk_driver vhdx_driver = {
     .name = "vhdx",
     .kind = BLK_KIND_FORMAT,
     .instance_size = sizeof(struct vhdx_state),
-    .thread_model = BLK_THREAD_SERIALIZE,
+    .thread_model = BLK_THREAD_READS_UNLOCKED_RO,
     .create_opts = vhdx_create_opts,
     .probe = vhdx_probe,
     .open = vhdx_open,
