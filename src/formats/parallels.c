@@ -250,6 +250,8 @@ static void prl_close(struct bds *bs)
     s->header = NULL;
 }
 
+/* Reads only the BAT, which only writes change: a read-only node's reads
+ * run on every worker at once (BLK_THREAD_READS_UNLOCKED_RO). */
 static int prl_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
     struct prl_state *s = pst(bs);
@@ -506,7 +508,7 @@ const struct blk_driver parallels_driver = {
     .name = "parallels",
     .kind = BLK_KIND_FORMAT,
     .instance_size = sizeof(struct prl_state),
-    .thread_model = BLK_THREAD_SERIALIZE,
+    .thread_model = BLK_THREAD_READS_UNLOCKED_RO,
     .supports_backing = true,
     .create_opts = prl_create_opts,
     .probe = prl_probe,

@@ -95,3 +95,10 @@ hdr h-dataoff.prl 48 "$(le32 $((0xffffffff)))"
 hdr h-entry.prl 64 "$(le32 $((0xffffffff)))"
 fixture truncate -s 40 tiny.prl
 same "truncated header" -- info -f parallels tiny.prl
+
+# A read-only parallels node is read by every worker at once: 16 MiB of
+# data read with -m 8 -W.
+fixture "$QEMU_IMG" create -q -f parallels mw.prl 16M
+fixture qio -c 'write -P 0x41 0 5M' -c 'write -P 0x42 6M 10M' mw.prl
+same "read with -m 8 -W" -- convert -m 8 -W -O raw mw.prl mw.raw
+same_image "read with -m 8 -W: result" mw.raw

@@ -151,3 +151,12 @@ fixture truncate -s 70000 trunc.qed
 same "file ends inside the L1 table" -- info -f qed trunc.qed
 same "hostile: read through an image whose backing name is cut" -- convert -f qed -O raw h-back.qed h-back.raw
 same "hostile: read with raw-backing bit but no backing file" -- convert -f qed -O raw h-backok.qed h-backok.raw
+
+# A read-only qed node is read by every worker at once (the L2 lookup under
+# the node lock): an overlay over 16 MiB of data, read with -m 8 -W.
+fixture "$QEMU_IMG" create -q -f qed mw-base.qed 16M
+fixture qio -c 'write -P 0x31 0 6M' -c 'write -P 0x32 7M 9M' mw-base.qed
+fixture "$QEMU_IMG" create -q -f qed -b mw-base.qed -F qed mw-top.qed
+fixture qio -c 'write -P 0x33 3M 5M' mw-top.qed
+same "read an overlay with -m 8 -W" -- convert -m 8 -W -O raw mw-top.qed mw-top.raw
+same_image "read an overlay with -m 8 -W: result" mw-top.raw

@@ -201,14 +201,22 @@ static void qed_close(struct bds *bs)
     qed_free_state(s);
 }
 
+/* A read-only node's reads run without the node lock
+ * (BLK_THREAD_READS_UNLOCKED_RO): the lock is taken here only around the
+ * cluster lookup (the L2 cache); data reads run on every worker at once. */
 static int qed_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
     struct qed_state *s = qed_st(bs);
     uint8_t *p = buf;
+    bool unlocked = bs->read_only;
 
     while (len) {
         uint64_t n = len, host;
+        if (unlocked)
+            pthread_mutex_lock(&bs->lock);
         int k = qed_find_cluster(bs, off, &n, &host);
+        if (unlocked)
+            pthread_mutex_unlock(&bs->lock);
         int r;
 
         if (k < 0)
@@ -628,7 +636,7 @@ const struct blk_driver qed_driver = {
     .name = "qed",
     .kind = BLK_KIND_FORMAT,
     .instance_size = sizeof(struct qed_state),
-    .thread_model = BLK_THREAD_SERIALIZE,
+    .thread_model = BLK_THREAD_READS_UNLOCKED_RO,
     .supports_backing = true,
     .create_opts = qed_create_opts,
     .probe = qed_probe,
