@@ -122,6 +122,14 @@ struct blk_driver {
 /* Read [off, off+len) of bs's backing view into buf: from bs->backing where it
  * exists, zeros past its end or with no backing. */
 int blk_read_backing(struct bds *bs, uint64_t off, uint64_t len, void *buf);
+
+/* For the pread of a BLK_THREAD_READS_UNLOCKED_RO driver: whether the core
+ * called it without the node lock (a read-only node), and the lock the
+ * driver then holds around what it caches; both calls do nothing when the
+ * core holds the lock already. */
+bool blk_pread_unlocked(const struct bds *bs);
+void blk_pread_lock(struct bds *bs);
+void blk_pread_unlock(struct bds *bs);
 /* Create the protocol-level file for a format image (prealloc off, size 0). */
 int blk_create_file(const char *filename, struct kvopts *opts, struct err *err);
 /* Log one check line through res->log. */

@@ -90,6 +90,23 @@ static int bounce_write(struct bds *bs, uint64_t off, uint64_t len, const void *
     return r;
 }
 
+bool blk_pread_unlocked(const struct bds *bs)
+{
+    return bs->drv->thread_model == BLK_THREAD_READS_UNLOCKED_RO && !read_locked(bs);
+}
+
+void blk_pread_lock(struct bds *bs)
+{
+    if (blk_pread_unlocked(bs))
+        pthread_mutex_lock(&bs->lock);
+}
+
+void blk_pread_unlock(struct bds *bs)
+{
+    if (blk_pread_unlocked(bs))
+        pthread_mutex_unlock(&bs->lock);
+}
+
 int blk_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
     int r;

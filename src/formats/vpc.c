@@ -408,7 +408,6 @@ static uint64_t vpc_bitmap_offset(const struct vpc_state *s, uint64_t off)
 static int vpc_pread_diff(struct bds *bs, uint64_t off, uint64_t len, uint8_t *p)
 {
     struct vpc_state *s = bs->opaque;
-    bool unlocked = bs->read_only;
     int r;
 
     while (len) {
@@ -416,13 +415,11 @@ static int vpc_pread_diff(struct bds *bs, uint64_t off, uint64_t len, uint8_t *p
         uint64_t host = vpc_host_offset(s, off);
         bool present = false;
         if (host != UINT64_MAX) {
-            if (unlocked)
-                pthread_mutex_lock(&bs->lock);
+            blk_pread_lock(bs);
             r = vpc_load_bitmap(bs, vpc_bitmap_offset(s, off));
             if (r == 0)
                 n = vpc_bit_run(s, off, n, &present);
-            if (unlocked)
-                pthread_mutex_unlock(&bs->lock);
+            blk_pread_unlock(bs);
             if (r < 0)
                 return r;
         }

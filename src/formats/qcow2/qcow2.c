@@ -823,10 +823,10 @@ static int do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf, bo
         enum qcow2_sc_type t;
 
         if (unlocked)
-            pthread_mutex_lock(&bs->lock);
+            blk_pread_lock(bs);
         r = qcow2_get_host_offset(bs, off, &n, &host, &t, &entry);
         if (unlocked)
-            pthread_mutex_unlock(&bs->lock);
+            blk_pread_unlock(bs);
         if (r < 0)
             break;
         switch (t) {
@@ -893,7 +893,7 @@ static int qcow2_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
         memset((uint8_t *)buf + in, 0, len - in);
         len = in;
     }
-    return do_pread(bs, off, len, buf, bs->read_only);
+    return do_pread(bs, off, len, buf, blk_pread_unlocked(bs));
 }
 
 static int qcow2_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *buf, int flags)

@@ -208,15 +208,12 @@ static int qed_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
     struct qed_state *s = qed_st(bs);
     uint8_t *p = buf;
-    bool unlocked = bs->read_only;
 
     while (len) {
         uint64_t n = len, host;
-        if (unlocked)
-            pthread_mutex_lock(&bs->lock);
+        blk_pread_lock(bs);
         int k = qed_find_cluster(bs, off, &n, &host);
-        if (unlocked)
-            pthread_mutex_unlock(&bs->lock);
+        blk_pread_unlock(bs);
         int r;
 
         if (k < 0)

@@ -688,15 +688,12 @@ static int locate(struct bds *bs, struct vhdx_state *s, uint64_t off, uint64_t *
 static int vhdx_pread_diff(struct bds *bs, uint64_t off, uint64_t len, uint8_t *p)
 {
     struct vhdx_state *s = bs->opaque;
-    bool unlocked = bs->read_only;
 
     while (len) {
         uint64_t n = min_u64(len, s->block_size - (off & (s->block_size - 1))), host = 0;
-        if (unlocked)
-            pthread_mutex_lock(&bs->lock);
+        blk_pread_lock(bs);
         int r = locate(bs, s, off, &n, &host);
-        if (unlocked)
-            pthread_mutex_unlock(&bs->lock);
+        blk_pread_unlock(bs);
         if (r == 1)
             r = blk_pread(bs->file, host, n, p);
         else if (r == 0)

@@ -528,21 +528,18 @@ static int vmdk_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
     struct vmdk_state *s = bs->opaque;
     struct vmdk_extent *e = NULL;
     uint8_t *p = buf;
-    bool unlocked = bs->read_only;
 
     while (len) {
         uint64_t cluster_offset = 0, in_cluster, n;
         int ret, r;
         bool cid_ok = true;
 
-        if (unlocked)
-            pthread_mutex_lock(&bs->lock);
+        blk_pread_lock(bs);
         e = find_extent(s, off >> 9, e);
         ret = e ? vmdk_get_cluster(bs, e, NULL, off, false, &cluster_offset, 0, 0) : VMDK_ERROR;
         if (e && ret != VMDK_OK && bs->backing && ret != VMDK_ZEROED)
             cid_ok = vmdk_cid_valid(bs);
-        if (unlocked)
-            pthread_mutex_unlock(&bs->lock);
+        blk_pread_unlock(bs);
         if (!e)
             return -EIO;
         in_cluster = offset_in_cluster(e, off);
