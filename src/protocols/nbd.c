@@ -158,7 +158,6 @@ struct nbd_state {
     uint64_t size;
     uint32_t min_block, max_req;
     bool can_multi_conn, can_zero, can_fast_zero, can_trim, can_flush, has_alloc;
-    bool no_flush;
     /* read-only exports: the extents of the last block status reply */
     bool cache_on;
     pthread_mutex_t cache_mu;
@@ -1127,7 +1126,6 @@ static int nbdc_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     s->can_trim = lnbd.nbd_can_trim(h) == 1;
     s->can_flush = lnbd.nbd_can_flush(h) == 1;
     s->has_alloc = lnbd.nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
-    s->no_flush = flags & BLK_O_NO_FLUSH;
     v = lnbd.nbd_get_block_size(h, LIBNBD_SIZE_MINIMUM);
     s->min_block = v > 1 && v <= 65536 && !(v & (v - 1)) ? (uint32_t)v : 1;
     v = lnbd.nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
@@ -1304,7 +1302,11 @@ static int nbdc_flush(struct bds *bs)
 {
     struct nbd_state *s = bs->opaque;
 
-    if (!s->can_flush || s->no_flush)
+    /* Sent even with cache=unsafe: as in qemu, where NBD's flush is a
+     * flush to the OS (the server's), which BDRV_O_NO_FLUSH leaves alone,
+     * so a convert or dd to an export ends with the data on the server's
+     * disk. */
+    if (!s->can_flush)
         return 0;
     /* With multi-conn the server promises that a flush on one connection
      * covers the writes completed on all of them; without it there is only

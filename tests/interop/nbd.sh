@@ -151,6 +151,22 @@ check "convert -n -m 4 -W over dirty multi-conn export" \
 check "-m 4 -W: qemu-img compare (old data zeroed)" "$QEMU_IMG" compare -f raw -F raw "$U4" "$W/src.raw"
 stop_srv k4
 
+# A copy into an export ends with the data on the server's disk: qemu's NBD
+# flush is a flush to the OS, sent even with convert's default cache=unsafe
+# (and by dd). nbdkit's log filter records every request.
+for tool in qemu-img qimg; do
+    bin=$QEMU_IMG
+    [ "$tool" = qimg ] && bin=$QIMG
+    nbdkit_srv k4 -U "$S4" --filter=log memory 4M logfile="$T/k4-$tool.log"
+    check "$tool: convert -n into a logged export" "$bin" convert -n -O raw "$W/src.raw" "$U4"
+    stop_srv k4
+    check "$tool: convert -n sent NBD_CMD_FLUSH" grep -q ' Flush ' "$T/k4-$tool.log"
+    nbdkit_srv k4 -U "$S4" --filter=log memory 4M logfile="$T/k4d-$tool.log"
+    check "$tool: dd into a logged export" "$bin" dd -O raw if="$W/src.raw" of="$U4" bs=1M
+    stop_srv k4
+    check "$tool: dd sent NBD_CMD_FLUSH" grep -q ' Flush ' "$T/k4d-$tool.log"
+done
+
 # an export whose size is not a whole number of sectors (qimg, like qemu,
 # sees it rounded up; the rounding must not make the copy fail)
 head -c 1000 "$W/src.raw" >"$W/odd.raw"
