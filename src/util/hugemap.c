@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 void *huge_map(size_t len, bool noreserve)
 {
@@ -25,4 +26,26 @@ void *huge_map(size_t len, bool noreserve)
     if (span - head > len)
         munmap((uint8_t *)start + len, span - head - len);
     return (void *)start;
+}
+
+void mem_prefault(void *p, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+    static size_t page;
+    uintptr_t lo, hi;
+
+    if (!page) {
+        long v = sysconf(_SC_PAGESIZE);
+        page = v > 0 ? (size_t)v : 4096;
+    }
+    if (!p || len < page)
+        return;
+    lo = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1);
+    hi = ((uintptr_t)p + len) & ~(uintptr_t)(page - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE);   /* advice only */
+#else
+    (void)p;
+    (void)len;
+#endif
 }

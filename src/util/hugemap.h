@@ -29,4 +29,11 @@
  * (MADV_HUGEPAGE) when it wants huge pages, and unmaps it with munmap. */
 void *huge_map(size_t len, bool noreserve);
 
+/* Faults in, in one system call, the whole pages inside [p, p + len) of
+ * memory about to be filled anyway (MADV_POPULATE_WRITE: contents are left
+ * as they are). Each page costs the kernel's allocation either way; this
+ * saves the fault itself, which in such a VM costs more than the rest.
+ * Advice only: nothing happens on kernels without it (before 5.14). */
+void mem_prefault(void *p, size_t len);
+
 #endif

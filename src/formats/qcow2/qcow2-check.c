@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "formats/qcow2/qcow2.h"
+#include "util/hugemap.h"
 
 struct imrt {
     uint8_t *a;
@@ -35,6 +36,9 @@ static int disk_refcount(struct bds *bs, const struct imrt *t, uint64_t c, uint6
     return qcow2_get_refcount(bs, c, ref);
 }
 
+/* how much of the in-memory refcount array is faulted in at once */
+#define IMRT_PREFAULT_MAX ((uint64_t)2 << 20)
+
 static uint64_t imrt_bytes(const struct qcow2_state *s, uint64_t entries)
 {
     /* whole clusters so refblock-sized slices can be written directly */
@@ -53,6 +57,9 @@ static int imrt_resize(struct qcow2_state *s, struct imrt *t, uint64_t n)
          * reference touches are never faulted in. */
         if (!(t->a = calloc(1, nb)))
             return -ENOMEM;
+        /* the file's clusters are mostly referenced: fault in the start of
+         * the array at once (bounded, so that a huge array stays lazy) */
+        mem_prefault(t->a, (size_t)min_u64(nb, IMRT_PREFAULT_MAX));
     } else if (nb != ob) {
         uint8_t *p = realloc(t->a, nb);
         if (!p)
@@ -195,6 +202,7 @@ static int check_l2(struct bds *bs, struct blk_check_result *res, struct imrt *t
         res->check_errors++;
         return -ENOMEM;
     }
+    mem_prefault(l2, s->cluster_size);      /* filled whole by the read */
     r = blk_pread(bs->file, l2_offset, s->cluster_size, l2);
     if (r < 0) {
         blk_check_log(res, "ERROR: I/O error in check_refcounts_l2");
