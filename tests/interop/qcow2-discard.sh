@@ -115,3 +115,34 @@ mkamend() { "$QEMU_IMG" create -q -f qcow2 am.qcow2 1M && qio -c 'write -P 5 0 1
 fixture mkamend
 same "amend: zero cluster over the L1 table" -- amend -o compat=0.10 am.qcow2
 check_sh "amend: image as qemu's after the refusal" "cmp '$A/am.qcow2' '$B/am.qcow2'"
+
+# -- the node's options: pass-discard-snapshot=off keeps a deleted
+# snapshot's clusters allocated in the file, =on (the default) punches them
+mkpd() { "$QEMU_IMG" create -q -f qcow2 pd.qcow2 4M && qio -c 'write -P 1 0 4M' pd.qcow2 &&
+         "$QEMU_IMG" snapshot -c s1 pd.qcow2 && qio -c 'write -P 2 0 2M' pd.qcow2 &&
+         cp --sparse=never pd.qcow2 pe.qcow2; }
+fixture mkpd
+same "snapshot -d, pass-discard-snapshot=off" -- snapshot -d s1 \
+    --image-opts driver=qcow2,file.filename=pd.qcow2,pass-discard-snapshot=off
+same_alloc "pass-discard-snapshot=off: allocation" pd.qcow2
+verify "pass-discard-snapshot=off: check" -- check pd.qcow2
+same "snapshot -d, pass-discard-snapshot=on" -- snapshot -d s1 \
+    --image-opts driver=qcow2,file.filename=pe.qcow2,pass-discard-snapshot=on
+same_alloc "pass-discard-snapshot=on: allocation" pe.qcow2
+
+# ...and are validated as qemu validates them at open (type, then the cache
+# size rules, lazy-refcounts on a v2 image, overlap-check templates)
+mkopt() { "$QEMU_IMG" create -q -f qcow2 op.qcow2 8M &&
+          "$QEMU_IMG" create -q -f qcow2 -o compat=0.10 op2.qcow2 8M; }
+fixture mkopt
+for o in pass-discard-other=foo pass-discard-request=maybe lazy-refcounts=foo \
+         overlap-check.active-l2=x cache-size=foo cache-clean-interval=x \
+         cache-clean-interval=99999999999 overlap-check=bogus overlap-check=all \
+         overlap-check=all,overlap-check.template=none overlap-check.template=constant \
+         cache-size=1M,l2-cache-size=2M cache-size=1M,l2-cache-size=512k,refcount-cache-size=256k \
+         refcount-cache-size=2M,cache-size=1M l2-cache-entry-size=1000 l2-cache-entry-size=128k \
+         l2-cache-entry-size=4k cache-size=256k pass-discard-other=on lazy-refcounts=off; do
+    same "info, option $o" -- info --image-opts "driver=qcow2,file.filename=op.qcow2,$o"
+done
+same "lazy-refcounts=on on a v2 image" -- info --image-opts driver=qcow2,file.filename=op2.qcow2,lazy-refcounts=on
+same "lazy-refcounts=on on a v3 image" -- info --image-opts driver=qcow2,file.filename=op.qcow2,lazy-refcounts=on

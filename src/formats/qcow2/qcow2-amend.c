@@ -755,7 +755,7 @@ int qcow2_amend(struct bds *bs, struct kvopts *opts, bool force, struct err *err
     struct amend_progress p;
     struct amend_req q;
     uint32_t old_version = s->version;
-    bool cur_lazy = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
+    bool cur_lazy = s->use_lazy_refcounts;
     int32_t cur_bits = 1 << s->refcount_order;
     int r;
 
@@ -828,6 +828,7 @@ int qcow2_amend(struct bds *bs, struct kvopts *opts, bool force, struct err *err
                 s->compat &= ~QCOW2_COMPAT_LAZY_REFCOUNTS;
                 return err_set_errno(err, -r, "Failed to update the image header");
             }
+            s->use_lazy_refcounts = true;
         } else {
             r = qcow2_mark_clean(bs);
             if (r < 0)
@@ -838,6 +839,7 @@ int qcow2_amend(struct bds *bs, struct kvopts *opts, bool force, struct err *err
                 s->compat |= QCOW2_COMPAT_LAZY_REFCOUNTS;
                 return err_set_errno(err, -r, "Failed to update the image header");
             }
+            s->use_lazy_refcounts = false;
         }
     }
 

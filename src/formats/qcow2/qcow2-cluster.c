@@ -334,7 +334,7 @@ static bool writable_in_place(const struct qcow2_state *s, uint64_t e, uint64_t 
 static int mark_lazy_dirty(struct bds *bs)
 {
     struct qcow2_state *s = qcow2_st(bs);
-    if (s->version >= 3 && (s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS) &&
+    if (s->version >= 3 && s->use_lazy_refcounts &&
         !(s->incompat & QCOW2_INCOMPAT_DIRTY))
         return qcow2_mark_dirty(bs);
     return 0;

@@ -302,8 +302,8 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
     bool update = false;
     int r;
 
-    (void)opts;
-    /* qemu's pass-discard-* defaults. "request" follows the node's
+    /* qemu's pass-discard-* defaults (the node's options may change them,
+     * qcow2-options.c). "request" follows the node's
      * discard=unmap, which qemu-img sets exactly for the opens that write
      * zeroes with BDRV_REQ_MAY_UNMAP (convert, commit): the only requests
      * that reach this driver's REQUEST frees. */
@@ -468,6 +468,11 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
     } else {
         s->l1[0] = 0;
     }
+    /* the node's options, where qemu reads them (after the L1 table) */
+    s->use_lazy_refcounts = s->compat & QCOW2_COMPAT_LAZY_REFCOUNTS;
+    r = qcow2_runtime_options(bs, opts, size, err);
+    if (r < 0)
+        goto fail;
 
     /* Metadata caches: enough L2 tables to map the whole disk, up to 32 MiB. */
     {

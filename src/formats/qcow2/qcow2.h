@@ -140,6 +140,7 @@ struct qcow2_state {
     bool writable;
     bool wrote_compressed;      /* round the file to 512 bytes at close */
     bool lazy_refcounts_dirty;  /* we set the dirty bit for lazy refcounts */
+    bool use_lazy_refcounts;    /* the header's bit, or the lazy-refcounts option */
     bool corrupt_signalled;
     bool unusable;              /* a fatal corruption event happened (qemu: drv = NULL) */
 };
@@ -206,6 +207,12 @@ int qcow2_meta_flush(struct bds *bs);
 
 /* qcow2-refcount.c */
 int qcow2_refcount_init(struct bds *bs, struct err *err);
+
+/* qcow2-options.c: validate the node's runtime options as qemu does at open
+ * (its messages) and apply lazy-refcounts and pass-discard-*. opts may be
+ * NULL. */
+int qcow2_runtime_options(struct bds *bs, const struct kvopts *opts, uint64_t virtual_size,
+                          struct err *err);
 /* Make sure reftable entries [0, n) are read (read-only nodes read the
  * table lazily). */
 int qcow2_reftable_load(struct bds *bs, uint64_t n);
