@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cmd/cmd.h"
+#include "util/jsondiag.h"
 #include "util/secret.h"
 #include "util/size.h"
 #include "util/strbuf.h"
@@ -484,9 +485,20 @@ static int json_flatten(struct kvopts *o, const char *prefix, json_t *v, struct 
 static int json_filename_opts(const char *s, struct kvopts *o, struct err *err)
 {
     json_error_t je;
-    json_t *v = json_loads(s, JSON_REJECT_DUPLICATES, &je);
+    json_t *v;
+    char *diag = json_diag(s), *strict;
     int r;
 
+    /* qemu's own reader decides first (its message, its extensions);
+     * jansson then reads the text rewritten in strict JSON. */
+    if (diag) {
+        r = err_set(err, EINVAL, "Could not parse the JSON options: %s", diag);
+        free(diag);
+        return r;
+    }
+    strict = json_diag_normalize(s);
+    v = json_loads(strict, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    free(strict);
     if (!v)
         return err_set(err, EINVAL, "Could not parse the JSON options");
     if (!json_is_object(v)) {

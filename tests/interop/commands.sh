@@ -457,3 +457,20 @@ same "convert onto its source: qcow2" -- convert -O qcow2 self.qcow2 self.qcow2
 same_image "convert onto its source: raw data kept" self.raw
 same_image "convert onto its source: qcow2 data kept" self.qcow2 qcow2
 verify "convert onto its source: qcow2 still checks" -- check self.qcow2
+
+# json: filenames qemu's own JSON reader refuses: "Could not parse the JSON
+# options: <its parser's reason>"; its single-quoted strings are accepted.
+mkjd() { "$QEMU_IMG" create -q -f raw jd.raw 64k; }
+fixture mkjd
+same "json: premature EOI" -- info 'json:{"driver":"qcow2",'
+same "json: trailing garbage" -- info 'json:{"driver":"raw"}x'
+same "json: trailing whitespace" -- info 'json:{"driver":"file","filename":"jd.raw"}  '
+same "json: empty" -- info 'json:'
+same "json: stray byte" -- info 'json:{"driver":@}'
+same "json: bad number" -- info 'json:{"size":1.5e}'
+same "json: invalid keyword" -- info 'json:{"driver":tru}'
+same "json: duplicate key" -- info 'json:{"driver":"raw","\u0064river":"raw"}'
+same "json: missing colon" -- info 'json:{"driver" "raw"}'
+same "json: bad escape" -- info 'json:{"driver":"r\qw"}'
+same "json: not an object" -- info 'json:[1]'
+same "json: single quotes" -- info "json:{'driver':'raw','file':{'driver':'file','filename':'jd.raw'}}"

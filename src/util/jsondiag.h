@@ -1,0 +1,17 @@
+/* Diagnose `json:` filenames the way qemu 7.2's own JSON reader would
+ * (lexer -> streamer -> parser, first error wins), so qimg can print the
+ * same "Could not parse the JSON options: <reason>" message. */
+#ifndef QIMG_UTIL_JSONDIAG_H
+#define QIMG_UTIL_JSONDIAG_H
+
+/* NULL when qemu accepts text as exactly one JSON value; otherwise a
+ * malloc'ed copy of qemu's message (e.g. "JSON parse error, premature
+ * EOI", "Expecting at most one JSON value"). The caller frees it. */
+char *json_diag(const char *text);
+
+/* For text json_diag() accepted: a malloc'ed copy in strict JSON that
+ * jansson reads: qemu's extensions (single-quoted strings, the \' escape)
+ * are rewritten as double-quoted strings; everything else is unchanged. */
+char *json_diag_normalize(const char *text);
+
+#endif
