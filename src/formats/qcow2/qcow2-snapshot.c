@@ -574,8 +574,17 @@ static int qcow2_snapshot_create(struct bds *bs, struct blk_snapshot *info, stru
         goto fail;
 
     /* Everything the active table reaches gains the snapshot's reference
-     * (and loses OFLAG_COPIED), stable on disk before the table entry. */
+     * (and loses OFLAG_COPIED), stable on disk before the table entry.
+     * The refcount blocks reach the disk before the active L1 table loses
+     * its OFLAG_COPIED flags, so a crash in between leaves "refcount 2,
+     * flag set" errors: on v3 images the dirty bit covers that window, as
+     * in snapshot delete (the next read-write open repairs the image). */
+    bool was_dirty = s->incompat & QCOW2_INCOMPAT_DIRTY;
+    if ((r = sync_all(bs)) < 0 || (r = qcow2_mark_dirty(bs)) < 0)
+        goto fail;
     if ((r = update_tree_refcounts(bs, s->l1_offset, s->l1_size, 1)) < 0)
+        goto fail;
+    if (!was_dirty && (r = qcow2_clear_dirty(bs)) < 0)
         goto fail;
 
     list = reallocarray(s->snapshots, (size_t)s->nb_snapshots + 1, sizeof(*list));

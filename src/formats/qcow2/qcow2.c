@@ -788,6 +788,22 @@ int qcow2_mark_clean(struct bds *bs)
     return r;
 }
 
+int qcow2_clear_dirty(struct bds *bs)
+{
+    struct qcow2_state *s = qcow2_st(bs);
+    int r;
+    if (!(s->incompat & QCOW2_INCOMPAT_DIRTY))
+        return 0;
+    r = qcow2_meta_flush(bs);
+    if (r == 0)
+        r = blk_flush(bs->file);
+    if (r == 0)
+        r = write_incompat(bs, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
+    if (r == 0)
+        s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
+    return r;
+}
+
 int qcow2_mark_corrupt(struct bds *bs)
 {
     struct qcow2_state *s = qcow2_st(bs);

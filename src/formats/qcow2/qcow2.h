@@ -289,6 +289,10 @@ int qcow2_do_pread(struct bds *bs, uint64_t off, uint64_t len, uint8_t *buf);
 int qcow2_update_header(struct bds *bs);
 int qcow2_mark_dirty(struct bds *bs);
 int qcow2_mark_clean(struct bds *bs);
+/* Like qcow2_mark_clean, but rewrites only the incompatible-features field
+ * (as qcow2_mark_dirty sets it), not the whole header cluster: for a window
+ * qimg guards where qemu does not, so the file's allocation stays qemu's. */
+int qcow2_clear_dirty(struct bds *bs);
 int qcow2_mark_corrupt(struct bds *bs);
 int qcow2_mark_consistent(struct bds *bs);
 /* qemu's corruption event: message through blk_message(); when fatal and
