@@ -29,6 +29,8 @@ enum {
     BLK_O_CHECK       = 1 << 6,   /* opened for check: tolerate repairable damage */
     BLK_O_WRITETHROUGH = 1 << 7,  /* flush after every write */
     BLK_O_PROBE_WARN  = 1 << 8,   /* internal: warn when probing guesses raw */
+    BLK_O_NO_SHARE    = 1 << 9,   /* let no other process write or resize (convert's sources) */
+    BLK_O_LATE_SHARE  = 1 << 10,  /* internal: the format decides what the file shares */
 };
 
 /* Write flags. */

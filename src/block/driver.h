@@ -62,6 +62,12 @@ struct blk_driver {
     /* Protocols: does this driver serve the filename (prefix "nbd:" etc.)? */
     bool (*claims)(const char *filename);
     int (*open)(struct bds *bs, struct kvopts *opts, int flags, struct err *err);
+    /* Protocols with image locking: a node opened with BLK_O_LATE_SHARE has
+     * taken its permissions but refuses nothing to other processes; the
+     * core then refuses what the format on top cannot share (qemu's child
+     * permissions: a format with metadata refuses writes and resizes, raw
+     * with an offset or size resizes, plain raw nothing). */
+    int (*unshare)(struct bds *bs, bool write, bool resize, struct err *err);
     void (*close)(struct bds *bs);
     /* Formats create through blk_create_file()/blk_open_protocol(). */
     int (*create)(const char *filename, struct kvopts *opts, struct err *err);

@@ -68,6 +68,27 @@ static int check_common_opts(const struct kvopts *opts, struct err *err);
 static int check_leftover_opts(const struct bds *bs, const struct kvopts *opts,
                                struct err *err);
 
+/* What a protocol node opened with BLK_O_LATE_SHARE goes on letting other
+ * processes do, once the format on top (fmt; NULL: none) is known, as
+ * qemu's child permissions decide it: qemu-img shares everything except
+ * for convert's sources (BLK_O_NO_SHARE); a format with metadata refuses
+ * writes and resizes of its file, raw with an offset or a size resizes,
+ * plain raw passes everything through (qemu-img info of the raw disk of a
+ * running VM works). Only the file protocol locks. */
+static int late_unshare(struct bds *proto, const struct blk_driver *fmt,
+                        const struct kvopts *opts, int flags, struct err *err)
+{
+    bool write = flags & BLK_O_NO_SHARE, resize = write;
+
+    if (!(proto->flags & BLK_O_LATE_SHARE) || !proto->drv->unshare)
+        return 0;
+    if (fmt && strcmp(fmt->name, "raw"))
+        write = resize = true;
+    else if (fmt && opts && (kvopts_has(opts, "offset") || kvopts_has(opts, "size")))
+        resize = true;
+    return proto->drv->unshare(proto, write, resize, err);
+}
+
 /* Open a protocol node with driver drv (NULL: the one that claims the
  * filename) and its options (--image-opts/json: keys, may be NULL). */
 static struct bds *open_protocol_node(const struct blk_driver *drv, const char *filename,
@@ -386,7 +407,7 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
         proto = open_chain(filename, pdrv->name, &popts, flags | BLK_O_NO_BACKING, up,
                            depth + 1, err);
     } else {
-        proto = open_protocol_node(pdrv, filename, po, flags, err);
+        proto = open_protocol_node(pdrv, filename, po, flags | BLK_O_LATE_SHARE, err);
     }
     kvopts_release(&popts);
     if (!proto)
@@ -401,8 +422,13 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
             return NULL;
         }
     }
-    if (drv && drv->kind == BLK_KIND_PROTOCOL)
+    if (drv && drv->kind == BLK_KIND_PROTOCOL) {
+        if (late_unshare(proto, NULL, opts, flags, err) < 0) {
+            blk_close(proto);
+            return NULL;
+        }
         return proto;
+    }
 
     bool probed = false;
     if (!drv) {
@@ -424,7 +450,7 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
 
     /* The protocol may have put its name in canonical form (nbd, http):
      * the format node is known by that name, as in qemu. */
-    if (check_common_opts(opts, err) < 0) {
+    if (check_common_opts(opts, err) < 0 || late_unshare(proto, drv, opts, flags, err) < 0) {
         blk_close(proto);
         return NULL;
     }

@@ -395,7 +395,8 @@ int cmd_convert(int argc, char **argv)
     for (int i = 0; i < nsrc; i++) {
         struct img_open_args a = { .filename = argv[optind + i], .fmt = fmt,
                                    .image_opts = image_opts, .quiet = quiet,
-                                   .flags = src_flags | (force_share ? BLK_O_SHARE : 0) };
+                                   .flags = src_flags | BLK_O_NO_SHARE |
+                                            (force_share ? BLK_O_SHARE : 0) };
         src[i] = img_open(&a);
         if (!src[i])
             goto out;

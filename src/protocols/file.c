@@ -41,6 +41,7 @@ struct file_state {
     bool no_flush;
     bool early_writeback;       /* see note_written() */
     uint64_t unkicked;          /* bytes written since writeback was last started */
+    bool locked;                /* took its lock bytes (not -U, not locking=off) */
 };
 
 /* A page-cached file whose flushes are honoured (cache=writeback:
@@ -104,18 +105,68 @@ static int file_lock(int fd, unsigned perm, unsigned shared, const char *filenam
     return 0;
 }
 
+/* The node's options as qemu's file driver takes them before it opens the
+ * file: each value's type in its option list's order, then the aio and
+ * locking enums and the pr-manager lookup (qemu-img defines no
+ * persistent-reservation manager, so any name is unknown). */
+static int file_parse_opts(const struct kvopts *opts, bool *aio_native, bool *no_lock,
+                           struct err *err)
+{
+    static const char *const aio_modes[] = { "threads", "native", "io_uring" };
+    const char *v;
+    uint64_t n;
+    bool b;
+    int r;
+
+    *aio_native = *no_lock = false;
+    if (!opts)
+        return 0;
+    if ((v = kvopts_get(opts, "aio-max-batch")) &&
+        (r = kvopts_parse_number("aio-max-batch", v, &n, err)) < 0)
+        return r;
+    if ((v = kvopts_get(opts, "drop-cache")) && (r = kvopts_parse_bool("drop-cache", v, &b, err)) < 0)
+        return r;
+    if ((v = kvopts_get(opts, "x-check-cache-dropped")) &&
+        (r = kvopts_parse_bool("x-check-cache-dropped", v, &b, err)) < 0)
+        return r;
+    if ((v = kvopts_get(opts, "aio"))) {
+        size_t i = 0;
+        while (i < sizeof(aio_modes) / sizeof(aio_modes[0]) && strcmp(v, aio_modes[i]))
+            i++;
+        if (i == sizeof(aio_modes) / sizeof(aio_modes[0]))
+            return err_set(err, EINVAL, "invalid parameter value: %s", v);
+        *aio_native = i == 1;
+    }
+    if ((v = kvopts_get(opts, "locking"))) {
+        if (strcmp(v, "on") && strcmp(v, "off") && strcmp(v, "auto"))
+            return err_set(err, EINVAL, "invalid parameter value: %s", v);
+        *no_lock = !strcmp(v, "off");
+    }
+    if ((v = kvopts_get(opts, "pr-manager")))
+        return err_set(err, EINVAL, "No persistent reservation manager with id '%s'", v);
+    return 0;
+}
+
 static int file_open(struct bds *bs, struct kvopts *opts, int flags, struct err *err)
 {
     struct file_state *s = bs->opaque;
     int oflags = O_CLOEXEC | ((flags & BLK_O_RDWR) ? O_RDWR : O_RDONLY);
     const char *fn = bs->filename;
+    bool aio_native, no_lock;
     struct stat st;
-    (void)opts;
+    int r;
 
     if (!strncmp(fn, "file:", 5))
         fn += 5;
     if (!fn[0])
         return err_set(err, EINVAL, "The 'file' block driver requires a file name");
+    if ((r = file_parse_opts(opts, &aio_native, &no_lock, err)) < 0)
+        return r;
+    /* this node's own cache.direct (its type was checked by the core) */
+    const char *direct = opts ? kvopts_get(opts, "cache.direct") : NULL;
+    bool b;
+    if (direct && kvopts_parse_bool("cache.direct", direct, &b, NULL) == 0)
+        flags = b ? flags | BLK_O_NOCACHE : flags & ~BLK_O_NOCACHE;
     if (flags & BLK_O_NOCACHE)
         oflags |= O_DIRECT;
     s->fd = open(fn, oflags);
@@ -132,6 +183,11 @@ static int file_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
         close(s->fd);
         return err_set(err, EINVAL, "'file' driver requires '%s' to be a regular file", fn);
     }
+    if (aio_native && !(flags & BLK_O_NOCACHE)) {
+        close(s->fd);
+        return err_set(err, EINVAL, "aio=native was specified, but it requires cache.direct=on, "
+                       "which was not specified.");
+    }
     s->is_blockdev = S_ISBLK(st.st_mode);
     pthread_mutex_init(&s->grow_lock, NULL);
     bs->dev = st.st_dev;
@@ -142,12 +198,14 @@ static int file_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
                          !s->is_blockdev;
     bs->request_alignment = (flags & BLK_O_NOCACHE) ? 4096 : 1;
 
-    if (!(flags & BLK_O_SHARE)) {
+    if (!(flags & BLK_O_SHARE) && !no_lock) {
         unsigned perm = PERM_CONSISTENT_READ;
-        unsigned shared = PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED;
+        unsigned shared = (flags & BLK_O_LATE_SHARE) ? PERM_ALL
+                                                     : PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED;
         if (flags & BLK_O_RDWR)
             perm |= PERM_WRITE | PERM_RESIZE;
-        int r = file_lock(s->fd, perm, shared, fn, err);
+        r = file_lock(s->fd, perm, shared, fn, err);
+        s->locked = r == 0;
         if (r) {
             close(s->fd);
             return r;
@@ -160,6 +218,20 @@ static int file_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     }
     bs->total_size = (uint64_t)len;
     return 0;
+}
+
+static int file_unshare(struct bds *bs, bool write, bool resize, struct err *err)
+{
+    struct file_state *s = bs->opaque;
+    const char *fn = bs->filename;
+    unsigned refuse = (write ? PERM_WRITE : 0) | (resize ? PERM_RESIZE : 0);
+
+    if (!s->locked || !refuse)
+        return 0;
+    if (!strncmp(fn, "file:", 5))
+        fn += 5;
+    /* the shared set that remains; the permissions already held stay */
+    return file_lock(s->fd, 0, PERM_ALL & ~refuse, fn, err);
 }
 
 static void file_close(struct bds *bs)
@@ -589,6 +661,7 @@ const struct blk_driver file_driver = {
     .create_opts = file_create_opts,
     .claims = file_claims,
     .open = file_open,
+    .unshare = file_unshare,
     .close = file_close,
     .create = file_create,
     .pread = file_pread,

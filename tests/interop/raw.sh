@@ -392,3 +392,48 @@ same "raw: unknown option" -- info --image-opts driver=raw,file.filename=rr.raw,
 same "raw: unknown file option" -- info --image-opts driver=raw,file.filename=rr.raw,file.offset=1
 same "raw: unknown protocol" -- info -f raw foo:rr.raw
 same "raw: ./ keeps a colon name a file" -- info -f raw ./foo:rr.raw
+
+# ============================================================== image locking
+# What another process may do while qemu-img has an image open follows
+# qemu's child permissions: qemu-img shares everything except for convert's
+# sources, a format with metadata refuses writers and resizers of its file,
+# plain raw passes everything through (info of the raw disk a running
+# writer holds works), raw with an offset refuses resizers. The holder is a
+# writable qemu-nbd export of each side's copy (it takes the write lock and
+# refuses other writers), then a qcow2 one.
+if command -v qemu-nbd >/dev/null; then
+    mklk() { truncate -s 1M lk.raw && "$QEMU_IMG" create -q -f qcow2 lk.qcow2 1M; }
+    fixture mklk
+    hold() { # hold FMT FILE: a qemu-nbd export of FILE in $A and in $B
+        local d
+        for d in "$A" "$B"; do
+            qemu-nbd --fork --pid-file="$d/hold.pid" -k "$d/hold.sock" -f "$1" "$d/$2" ||
+                _bail "qemu-nbd did not start on $d/$2"
+        done
+    }
+    release() {
+        local d pid i
+        for d in "$A" "$B"; do
+            read -r pid <"$d/hold.pid" && kill "$pid"
+            for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+            rm -f "$d/hold.pid" "$d/hold.sock"
+        done
+    }
+    hold raw lk.raw
+    same "held raw: info" -- info -f raw lk.raw
+    same "held raw: probed info" -- info lk.raw
+    same "held raw: map" -- map -f raw lk.raw
+    same "held raw: compare" -- compare -f raw -F raw lk.raw lk.raw
+    same "held raw: convert source (refuses writers)" -- convert -f raw -O raw lk.raw o.raw
+    same "held raw: dd source" -- dd -f raw -O raw if=lk.raw of=o2.raw
+    same "held raw: info with an offset" -- info --image-opts driver=raw,offset=512,file.filename=lk.raw
+    same "held raw: resize" -- resize -f raw lk.raw 1M
+    same "held raw: as a file node" -- info --image-opts driver=file,filename=lk.raw
+    release
+    hold qcow2 lk.qcow2
+    same "held qcow2: info" -- info lk.qcow2
+    same "held qcow2: info -U" -- info -U lk.qcow2
+    same "held qcow2: as a raw image" -- info -f raw lk.qcow2
+    same "held qcow2: locking=off" -- info --image-opts driver=qcow2,file.filename=lk.qcow2,file.locking=off
+    release
+fi
