@@ -146,3 +146,17 @@ for o in pass-discard-other=foo pass-discard-request=maybe lazy-refcounts=foo \
 done
 same "lazy-refcounts=on on a v2 image" -- info --image-opts driver=qcow2,file.filename=op2.qcow2,lazy-refcounts=on
 same "lazy-refcounts=on on a v3 image" -- info --image-opts driver=qcow2,file.filename=op.qcow2,lazy-refcounts=on
+
+# -- snapshot delete and create on a copy whose header cluster has holes
+# (cp --sparse=always): qemu rewrites no whole header there, so neither
+# the dirty bit qimg sets around the refcount updates nor its clearing may
+# fill them
+mksparse() { "$QEMU_IMG" create -q -f qcow2 sq0.qcow2 4M && qio -c 'write -P 1 0 4M' sq0.qcow2 &&
+             "$QEMU_IMG" snapshot -c s1 sq0.qcow2 && qio -c 'write -P 2 0 2M' sq0.qcow2 &&
+             cp --sparse=always sq0.qcow2 sq.qcow2 && cp --sparse=always sq0.qcow2 sc.qcow2; }
+fixture mksparse
+same "sparse copy: snapshot -d" -- snapshot -d s1 sq.qcow2
+same_alloc "sparse copy: snapshot -d allocation" sq.qcow2
+same "sparse copy: snapshot -c" -- snapshot -c s2 sc.qcow2
+same_alloc "sparse copy: snapshot -c allocation" sc.qcow2
+verify "sparse copy: snapshot -c check" -- check sc.qcow2

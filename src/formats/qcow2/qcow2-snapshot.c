@@ -743,9 +743,11 @@ static int qcow2_snapshot_remove(struct bds *bs, const char *id, const char *nam
     if (r < 0)
         return err_set_errno(err, -r, "Failed to update snapshot status in disk");
     if (!was_dirty) {
-        /* update_tree_refcounts flushed the tables; mark_clean flushes
-         * again before it clears the bit. */
-        r = qcow2_mark_clean(bs);
+        /* update_tree_refcounts flushed the tables; clear_dirty flushes
+         * again before it clears the bit (the field alone: qemu writes no
+         * header here, and a whole-cluster write would fill the header
+         * cluster's holes). */
+        r = qcow2_clear_dirty(bs);
         if (r < 0)
             return err_set_errno(err, -r, "Failed to update snapshot status in disk");
     }
