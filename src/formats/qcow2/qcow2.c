@@ -773,6 +773,13 @@ int qcow2_mark_dirty(struct bds *bs)
     return r;
 }
 
+/* Everything the dirty bit guarded, on disk before the bit goes. */
+static int flush_before_clean(struct bds *bs)
+{
+    int r = qcow2_meta_flush(bs);
+    return r < 0 ? r : blk_flush(bs->file);
+}
+
 int qcow2_mark_clean(struct bds *bs)
 {
     struct qcow2_state *s = qcow2_st(bs);
@@ -780,12 +787,8 @@ int qcow2_mark_clean(struct bds *bs)
     if (!(s->incompat & QCOW2_INCOMPAT_DIRTY))
         return 0;
     s->incompat &= ~QCOW2_INCOMPAT_DIRTY;
-    r = qcow2_meta_flush(bs);
-    if (r == 0)
-        r = blk_flush(bs->file);
-    if (r == 0)
-        r = qcow2_update_header(bs);
-    return r;
+    r = flush_before_clean(bs);
+    return r < 0 ? r : qcow2_update_header(bs);
 }
 
 int qcow2_clear_dirty(struct bds *bs)
@@ -794,9 +797,7 @@ int qcow2_clear_dirty(struct bds *bs)
     int r;
     if (!(s->incompat & QCOW2_INCOMPAT_DIRTY))
         return 0;
-    r = qcow2_meta_flush(bs);
-    if (r == 0)
-        r = blk_flush(bs->file);
+    r = flush_before_clean(bs);
     if (r == 0)
         r = write_incompat(bs, s->incompat & ~QCOW2_INCOMPAT_DIRTY);
     if (r == 0)
