@@ -495,6 +495,7 @@ int cmd_convert(int argc, char **argv)
     bool target_has_backing = out_baseimg != NULL;
     if (target_is_zero && target_has_backing) {
         error_report("Cannot use --target-is-zero when the destination image has a backing file");
+        ret = 0;        /* qemu-img 7.2 reports it and exits 0 */
         goto out;
     }
     if (nsrc > 1 && out_baseimg) {

@@ -474,3 +474,7 @@ same "json: missing colon" -- info 'json:{"driver" "raw"}'
 same "json: bad escape" -- info 'json:{"driver":"r\qw"}'
 same "json: not an object" -- info 'json:[1]'
 same "json: single quotes" -- info "json:{'driver':'raw','file':{'driver':'file','filename':'jd.raw'}}"
+# qemu-img 7.2 reports this conflict but exits 0 (and copies nothing)
+fixture "$QEMU_IMG" create -q -f qcow2 tzb.qcow2 1M
+fixture "$QEMU_IMG" create -q -f raw tzt.raw 1M
+same "convert -n --target-is-zero -B: reported, exit 0" -- convert -p -n --target-is-zero -O raw -B tzb.qcow2 tzb.qcow2 tzt.raw

@@ -293,3 +293,9 @@ hostile dsize-odd dsize 100
 hostile dsize-huge dsize 0x7fffffff
 hostile autoclear-off autoclear 0
 same "hostile autoclear-off: bitmap ops see none" -- bitmap --remove h-autoclear-off.qcow2 fine
+# a v3 image with bitmaps downgraded to v2 (qemu-img amend keeps the extension,
+# and v2 has no autoclear bit): qemu's v2 wording of the stale-bitmaps warning
+fixture cp qbm.qcow2 v2bm.qcow2
+fixture "$QEMU_IMG" amend -o compat=0.10 v2bm.qcow2
+same "v2 image with a bitmaps extension: info" -- info v2bm.qcow2
+same "v2 image with a bitmaps extension: check" -- check v2bm.qcow2

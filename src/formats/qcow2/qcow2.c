@@ -176,8 +176,15 @@ static int read_extensions(struct bds *bs, uint64_t start, uint64_t end, bool *u
                 return err_set(err, EINVAL, "bitmaps_ext: Invalid extension length");
             if (!(s->autoclear & QCOW2_AUTOCLEAR_BITMAPS)) {
                 /* Stale bitmaps: dropped from the header when writable. */
-                blk_message("%s: warning: a program lacking bitmap support modified this file, "
-                            "so all bitmaps are now considered inconsistent", blk_prog_name());
+                if (s->version < 3)
+                    blk_message("%s: warning: This qcow2 v2 image contains bitmaps, but they may "
+                                "have been modified by a program without persistent bitmap "
+                                "support; so now they must all be considered inconsistent",
+                                blk_prog_name());
+                else
+                    blk_message("%s: warning: a program lacking bitmap support modified this "
+                                "file, so all bitmaps are now considered inconsistent",
+                                blk_prog_name());
                 blk_message_partial("Some clusters may be leaked, run 'qemu-img check -r' on "
                                     "the image file to fix.");
                 *update = true;
