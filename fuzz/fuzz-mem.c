@@ -1,4 +1,6 @@
-/* The multi-file input container of fuzz.h over the mem protocol. */
+/* The multi-file input container of fuzz.h over the mem protocol: read-only
+ * (fuzz_mem_setup) or as writable private copies (fuzz_mem_setup_rw). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +20,12 @@ static const uint8_t *find_sep(const uint8_t *p, const uint8_t *end)
     return (size_t)(end - p) < n ? NULL : memmem(p, (size_t)(end - p), FUZZ_PART_SEP, n);
 }
 
-int fuzz_mem_setup(const uint8_t *data, size_t size)
+static int add(const char *name, const void *data, size_t len, bool writable)
+{
+    return writable ? mem_file_add_rw(name, data, len, 0) : mem_file_add(name, data, len);
+}
+
+static int setup(const uint8_t *data, size_t size, bool writable)
 {
     const uint8_t *end = data + size, *sep = find_sep(data, end);
     int nfiles = 0, nparts = 0;
@@ -26,7 +33,7 @@ int fuzz_mem_setup(const uint8_t *data, size_t size)
     mem_file_clear();
     mem_set_exclusive(true);
     fuzz_fail_after = -1;
-    if (mem_file_add(FUZZ_IMAGE, data, sep ? (size_t)(sep - data) : size) == 0)
+    if (add(FUZZ_IMAGE, data, sep ? (size_t)(sep - data) : size, writable) == 0)
         nfiles++;
     while (sep && nparts < MAX_PARTS) {
         const uint8_t *name = sep + sizeof(FUZZ_PART_SEP) - 1;
@@ -48,10 +55,20 @@ int fuzz_mem_setup(const uint8_t *data, size_t size)
         }
         snprintf(dst, MAX_NAME + 8, "%s%.*s", name[0] == '/' ? "" : "/fuzz/", nlen,
                  (const char *)name);
-        if (mem_file_add(dst, body, blen) == 0)
+        if (add(dst, body, blen, writable) == 0)
             nfiles++;
     }
     return nfiles;
+}
+
+int fuzz_mem_setup(const uint8_t *data, size_t size)
+{
+    return setup(data, size, false);
+}
+
+int fuzz_mem_setup_rw(const uint8_t *data, size_t size)
+{
+    return setup(data, size, true);
 }
 
 void fuzz_mem_teardown(void)

@@ -26,6 +26,11 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size);
 #define FUZZ_IMAGE "/fuzz/img"
 #define FUZZ_PART_SEP "\n#QIMG-FILE "
 int fuzz_mem_setup(const uint8_t *data, size_t size);
+/* The same with every file registered writable (mem_file_add_rw): each call
+ * re-arms fresh private copies of the input's files, so a pass that wrote
+ * to them leaves nothing behind for the next. Files opened read-only (the
+ * backing chain) are not changed. */
+int fuzz_mem_setup_rw(const uint8_t *data, size_t size);
 /* The fail-after count found by fuzz_mem_setup (-1: none); callers re-arm it
  * before each pass with mem_set_fail_after(). */
 extern long fuzz_fail_after;

@@ -4,7 +4,9 @@
  * that a crash, a sanitizer report or a leak fails that input alone. Output
  * is TAP, for tests/run-tests.sh.
  *
- *   fuzz-regression                       all targets, saved inputs
+ *   fuzz-regression                       all targets, saved inputs (a
+ *                                         target <fmt>_rw also replays
+ *                                         regressions/<fmt>/)
  *   fuzz-regression TARGET FILE|DIR...    one target over the given inputs,
  *                                         in this process (for debugging)
  *
@@ -164,10 +166,19 @@ int main(int argc, char **argv)
     if (!root)
         root = FUZZ_SOURCE_ROOT "/fuzz";
     for (size_t i = 0; i < NTARGETS; i++) {
-        for (int pass = 0; pass < (corpus ? 2 : 1); pass++) {
+        /* A write-path target "<fmt>_rw" also replays the inputs saved for
+         * "<fmt>": every hostile image found so far goes through repair,
+         * writes, resize and snapshots as well. */
+        const char *name = targets[i].name;
+        size_t nlen = strlen(name);
+        bool rw = nlen > 3 && !strcmp(name + nlen - 3, "_rw");
+        for (int pass = 0; pass < (corpus ? 2 : 1) + rw; pass++) {
             size_t n;
-            snprintf(dir, sizeof(dir), "%s/%s/%s", root, pass ? "corpus" : "regressions",
-                     targets[i].name);
+            if (pass == (corpus ? 2 : 1))
+                snprintf(dir, sizeof(dir), "%s/regressions/%.*s", root, (int)(nlen - 3), name);
+            else
+                snprintf(dir, sizeof(dir), "%s/%s/%s", root, pass ? "corpus" : "regressions",
+                         name);
             char **v = list_dir(dir, &n);
             for (size_t k = 0; k < n; k++) {
                 if (nitems == cap) {

@@ -353,6 +353,15 @@ static int change_refcount_order(struct bds *bs, unsigned order, struct amend_pr
         }
     } while (b.allocated);
 
+    if (!b.rt_size) {
+        /* No cluster has a reference (a hostile image whose refcount table
+         * lies past the end of the file reads as all zeros): the new table
+         * would be empty and the header would name none, an image nobody
+         * can open. qemu-img 7.2 crashes here; refuse before changing
+         * anything. */
+        r = err_set_errno(err, EIO, "Failed to allocate the new reftable");
+        goto done;
+    }
     b.writing = true;
     r = walk(bs, &b, walk_index, walk_index + 1, p, err);
     if (r < 0)

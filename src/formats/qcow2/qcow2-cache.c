@@ -105,6 +105,7 @@ int qcow2_cache_init(struct qcow2_cache *c, unsigned n, size_t size)
     }
     c->e = m->e;
     c->n = n;
+    c->hwm = 0;
     c->size = size;
     return 0;
 }
@@ -187,7 +188,7 @@ static int write_entry(struct bds *bs, struct qcow2_cache *c, struct qcow2_cache
 int qcow2_cache_flush(struct bds *bs, struct qcow2_cache *c)
 {
     int ret = 0;
-    for (unsigned i = 0; i < c->n; i++) {
+    for (unsigned i = 0; i < c->hwm; i++) {
         if (c->e[i].offset && c->e[i].dirty) {
             int r = write_entry(bs, c, &c->e[i]);
             if (r < 0 && ret == 0)
@@ -210,7 +211,7 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
                                 offset);
         return -EIO;
     }
-    for (unsigned i = 0; i < c->n; i++) {
+    for (unsigned i = 0; i < c->hwm; i++) {
         if (c->e[i].offset == offset && c->e[i].buf) {
             /* Move the hit to the front: walks (map, check, allocation
              * scans) ask for the same table thousands of times in a row.
@@ -229,8 +230,12 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
         }
     }
     /* A free slot that already has a buffer, else a never-used one, else the
-     * least recently used. */
-    for (unsigned i = 0; i < c->n; i++) {
+     * least recently used. Slots from hwm on are all never used (no buffer),
+     * so the scan stops there: with a large cache of which little is in use
+     * (512-byte clusters: 65536 slots), every operation would otherwise cost
+     * the whole cache, and loops that touch the cache once per table (check,
+     * shrink, freeing clusters) became quadratic (a fuzzed image: seconds). */
+    for (unsigned i = 0; i < c->hwm; i++) {
         struct qcow2_cache_entry *e = &c->e[i];
         if (!e->offset) {
             if (e->buf) {
@@ -244,6 +249,8 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
         if (!victim || (victim->offset && e->lru < victim->lru))
             victim = e;
     }
+    if ((!victim || victim->offset) && c->hwm < c->n)
+        victim = &c->e[c->hwm++];
     if (victim->offset && victim->dirty) {
         r = write_entry(bs, c, victim);
         if (r < 0)
@@ -270,7 +277,7 @@ int qcow2_cache_get(struct bds *bs, struct qcow2_cache *c, uint64_t offset, bool
 
 uint8_t *qcow2_cache_lookup(struct qcow2_cache *c, uint64_t offset)
 {
-    for (unsigned i = 0; offset && i < c->n; i++)
+    for (unsigned i = 0; offset && i < c->hwm; i++)
         if (c->e[i].offset == offset && c->e[i].buf)
             return c->e[i].buf;
     return NULL;
@@ -278,7 +285,7 @@ uint8_t *qcow2_cache_lookup(struct qcow2_cache *c, uint64_t offset)
 
 void qcow2_cache_mark_dirty(struct qcow2_cache *c, const uint8_t *buf)
 {
-    for (unsigned i = 0; i < c->n; i++) {
+    for (unsigned i = 0; i < c->hwm; i++) {
         if (c->e[i].buf == buf) {
             c->e[i].dirty = true;
             return;
@@ -288,7 +295,7 @@ void qcow2_cache_mark_dirty(struct qcow2_cache *c, const uint8_t *buf)
 
 void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset)
 {
-    for (unsigned i = 0; i < c->n; i++) {
+    for (unsigned i = 0; i < c->hwm; i++) {
         if (c->e[i].offset == offset) {
             c->e[i].offset = 0;
             c->e[i].dirty = false;
@@ -298,7 +305,7 @@ void qcow2_cache_drop(struct qcow2_cache *c, uint64_t offset)
 
 void qcow2_cache_drop_all(struct qcow2_cache *c)
 {
-    for (unsigned i = 0; i < c->n; i++) {
+    for (unsigned i = 0; i < c->hwm; i++) {
         c->e[i].offset = 0;
         c->e[i].dirty = false;
     }

@@ -597,7 +597,8 @@ int64_t qcow2_refcount_area(struct bds *bs, uint64_t start, uint64_t additional,
     nt = calloc(table_size, 8);
     if (!nt)
         return -ENOMEM;
-    memcpy(nt, s->reftable, min_u64(table_size, s->reftable_size) * 8);
+    if (s->reftable)        /* none: opened for check without a table */
+        memcpy(nt, s->reftable, min_u64(table_size, s->reftable_size) * 8);
     if (new_rb_offset && new_rb_index < table_size)
         nt[new_rb_index] = new_rb_offset;
 

@@ -29,6 +29,7 @@ struct qcow2_cache_entry {
 struct qcow2_cache {
     struct qcow2_cache_entry *e;
     unsigned n;
+    unsigned hwm;           /* slots [hwm, n) were never used: scans stop at hwm */
     size_t size;            /* bytes per entry (one cluster) */
     uint64_t tick;
 };
