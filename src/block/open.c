@@ -89,6 +89,30 @@ static int late_unshare(struct bds *proto, const struct blk_driver *fmt,
     return proto->drv->unshare(proto, write, resize, err);
 }
 
+/* A node's own cache.direct and cache.no-flush options (--image-opts,
+ * json:) set its open flags, and through them its children's, as qemu's
+ * children inherit them (a child's own file.cache.* still wins: the child
+ * reads its options last). A value that is not a boolean fails here, before
+ * any child is opened, as in qemu (the child inherits the bad value and
+ * rejects it before its driver looks at anything else). */
+static int own_cache_flags(const struct kvopts *opts, int *flags, struct err *err)
+{
+    static const struct { const char *key; int flag; } keys[] = {
+        { "cache.direct", BLK_O_NOCACHE }, { "cache.no-flush", BLK_O_NO_FLUSH },
+    };
+    const char *v;
+    bool b;
+
+    for (size_t i = 0; opts && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (!(v = kvopts_get(opts, keys[i].key)))
+            continue;
+        if (kvopts_parse_bool(keys[i].key, v, &b, err) < 0)
+            return -EINVAL;
+        *flags = b ? *flags | keys[i].flag : *flags & ~keys[i].flag;
+    }
+    return 0;
+}
+
 /* Open a protocol node with driver drv (NULL: the one that claims the
  * filename) and its options (--image-opts/json: keys, may be NULL). */
 static struct bds *open_protocol_node(const struct blk_driver *drv, const char *filename,
@@ -397,6 +421,8 @@ static struct bds *open_chain(const char *filename, const char *fmt, struct kvop
     }
     const struct blk_driver *pdrv;
     struct kvopts popts, *po;
+    if ((!drv || drv->kind != BLK_KIND_PROTOCOL) && own_cache_flags(opts, &flags, err) < 0)
+        return NULL;
     kvopts_init(&popts);
     if (split_protocol_opts(drv, opts, &pdrv, &po, &popts, err) < 0) {
         kvopts_release(&popts);

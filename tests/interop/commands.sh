@@ -478,3 +478,11 @@ same "json: single quotes" -- info "json:{'driver':'raw','file':{'driver':'file'
 fixture "$QEMU_IMG" create -q -f qcow2 tzb.qcow2 1M
 fixture "$QEMU_IMG" create -q -f raw tzt.raw 1M
 same "convert -n --target-is-zero -B: reported, exit 0" -- convert -p -n --target-is-zero -O raw -B tzb.qcow2 tzb.qcow2 tzt.raw
+# a format node's cache.direct / cache.no-flush reach its file child (aio=native
+# needs cache.direct=on there); a bad value is reported before the child opens
+same "image-opts: format cache.direct=on inherited by file aio=native" -- info --image-opts driver=qcow2,cache.direct=on,file.driver=file,file.aio=native,file.filename=tzb.qcow2
+same "image-opts: file.cache.direct=off overrides the format's" -- info --image-opts driver=qcow2,cache.direct=on,file.cache.direct=off,file.driver=file,file.aio=native,file.filename=tzb.qcow2
+same "image-opts: bad format cache.direct before the child's aio check" -- info --image-opts driver=raw,cache.direct=foo,file.aio=native,file.filename=tzt.raw
+same "image-opts: bad format cache.no-flush" -- info --image-opts driver=raw,cache.no-flush=x,file.filename=tzt.raw
+same "json: cache.direct inherited" -- info 'json:{"driver":"qcow2","cache":{"direct":true},"file":{"driver":"file","aio":"native","filename":"tzb.qcow2"}}'
+same "image-opts: probed format, cache.direct inherited" -- info --image-opts cache.direct=on,file.aio=native,file.filename=tzb.qcow2
