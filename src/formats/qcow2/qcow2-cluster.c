@@ -302,7 +302,10 @@ int qcow2_get_l2(struct bds *bs, uint64_t off, bool alloc, uint8_t **table)
                                 PRIx64 ")", l2off, l1i);
         return -EIO;
     }
-    if (alloc && !(s->l1[l1i] & QCOW2_OFLAG_COPIED)) {
+    /* An entry with COPIED but no table (a hostile image; qemu asserts
+     * there) gets a table like an empty entry: callers that allocate rely
+     * on getting one. */
+    if (alloc && (!(s->l1[l1i] & QCOW2_OFLAG_COPIED) || !l2off)) {
         r = l2_allocate(bs, l1i);
         if (r < 0)
             return r;
