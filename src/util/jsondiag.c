@@ -18,6 +18,7 @@
  * (a command-line argument cannot be that long). */
 #include "util/jsondiag.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -623,6 +624,36 @@ out:
     return msg;
 }
 
+/* An integer beyond int64_t, which jansson refuses: qemu keeps it as a
+ * uint64_t when it fits, else as a double, and options see it as text
+ * ("%" PRIu64 or "%.17g"). Writes that text as a JSON string to out and
+ * returns its length; 0 (nothing written) for an integer jansson reads. The
+ * token is at least 19 digits long, so its string (at most 26 bytes) fits
+ * in the two bytes per input byte the caller reserved. */
+static size_t big_integer(const char *tok, size_t len, char *out)
+{
+    char num[512];
+    unsigned long long u;
+
+    if (len < 19)       /* 18 digits always fit */
+        return 0;
+    if (len >= sizeof(num))     /* beyond any double: what "%.17g" prints */
+        return (size_t)sprintf(out, "\"%s\"", tok[0] == '-' ? "-inf" : "inf");
+    memcpy(num, tok, len);
+    num[len] = 0;
+    errno = 0;
+    (void)strtoll(num, NULL, 10);
+    if (errno != ERANGE)
+        return 0;
+    if (num[0] != '-') {
+        errno = 0;
+        u = strtoull(num, NULL, 10);
+        if (errno != ERANGE)
+            return (size_t)sprintf(out, "\"%llu\"", u);
+    }
+    return (size_t)sprintf(out, "\"%.17g\"", strtod(num, NULL));
+}
+
 char *json_diag_normalize(const char *text)
 {
     const unsigned char *s = (const unsigned char *)text;
@@ -638,6 +669,12 @@ char *json_diag_normalize(const char *text)
         o += t.start - from;
         if (type == T_END || type == T_ERROR)
             break;
+        if (type == T_INTEGER) {
+            size_t w = big_integer(text + t.start, t.len, out + o);
+            o += w;
+            if (w)
+                continue;
+        }
         if (type != T_STRING) {
             memcpy(out + o, text + t.start, t.len);
             o += t.len;

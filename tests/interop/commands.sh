@@ -486,3 +486,9 @@ same "image-opts: bad format cache.direct before the child's aio check" -- info 
 same "image-opts: bad format cache.no-flush" -- info --image-opts driver=raw,cache.no-flush=x,file.filename=tzt.raw
 same "json: cache.direct inherited" -- info 'json:{"driver":"qcow2","cache":{"direct":true},"file":{"driver":"file","aio":"native","filename":"tzb.qcow2"}}'
 same "image-opts: probed format, cache.direct inherited" -- info --image-opts cache.direct=on,file.aio=native,file.filename=tzb.qcow2
+# integers beyond int64_t in json: (qemu keeps a uint64_t, else a double, and
+# the options see its text)
+same "json: integer in uint64 range" -- info 'json:{"driver":"raw","offset":9223372036854775808,"file":{"driver":"file","filename":"tzt.raw"}}'
+same "json: integer beyond uint64" -- info 'json:{"driver":"raw","size":123456789012345678901234,"file":{"driver":"file","filename":"tzt.raw"}}'
+same "json: integer below int64" -- info 'json:{"driver":"raw","offset":-9223372036854775809,"file":{"driver":"file","filename":"tzt.raw"}}'
+same "json: integer beyond any double" -- info "json:{\"driver\":\"raw\",\"offset\":$(printf '9%.0s' $(seq 600)),\"file\":{\"driver\":\"file\",\"filename\":\"tzt.raw\"}}"
