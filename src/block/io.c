@@ -10,7 +10,10 @@
 
 #include "block/driver.h"
 
-#define MAX_REQUEST (1ULL << 62)
+/* qemu's BDRV_MAX_LENGTH: INT64_MAX aligned down to 1 GiB. A request that
+ * reaches past it fails with -EIO, as qemu's bdrv_check_request does (a
+ * hostile table offset then reads "Input/output error" as with qemu-img). */
+#define MAX_REQUEST ((uint64_t)INT64_MAX & ~((1ULL << 30) - 1))
 
 static void lock_node(struct bds *bs)
 {
@@ -35,7 +38,7 @@ static int check_request(uint64_t off, uint64_t len)
 {
     uint64_t end;
     if (len > MAX_REQUEST || off > MAX_REQUEST || ckd_add(&end, off, len) || end > MAX_REQUEST)
-        return -EINVAL;
+        return -EIO;
     return 0;
 }
 
@@ -110,10 +113,12 @@ void blk_pread_unlock(struct bds *bs)
 int blk_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
     int r;
-    if (len == 0)
-        return 0;
+    /* checked before the empty case, as qemu does: an empty read at a
+     * hostile offset fails too */
     if ((r = check_request(off, len)) < 0)
         return r;
+    if (len == 0)
+        return 0;
     if (!bs->drv->pread)
         return -ENOTSUP;
     bool locked = read_locked(bs);

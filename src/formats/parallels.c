@@ -8,8 +8,10 @@
  * New clusters are appended at data_end (in sectors); when the file is too
  * short it is extended by a preallocation step (128 MiB, as qemu) and cut
  * back to data_end on close. An image opened read-write is marked in use
- * until closed. The format extension (ext_off) is not interpreted. */
+ * until closed. Of the format extension (ext_off) only the magic is checked,
+ * on read-only opens, as qemu refuses a cluster without it. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,7 @@
 #define PRL_PREALLOC_SIZE (128ULL << 20)
 /* A BAT is read whole: refuse one this much larger than the file. */
 #define PRL_BAT_SLACK (16u << 20)
+#define PRL_EXT_MAGIC 0xAB234CEF23DCEA87ULL   /* Format Extension cluster */
 
 enum {
     PH_MAGIC = 0, PH_VERSION = 16, PH_HEADS = 20, PH_CYLINDERS = 24, PH_TRACKS = 28,
@@ -148,6 +151,34 @@ static int update_header(struct bds *bs)
     return r == 0 ? blk_flush(bs->file) : r;
 }
 
+/* The Format Extension cluster (parallels.txt "Format Extension"): qemu
+ * reads it on read-only opens and refuses the image when the cluster cannot
+ * be read or lacks the magic. Only that much is checked here: its checksum
+ * and features (dirty bitmaps) are not interpreted. */
+static int read_format_extension(struct bds *bs, uint64_t ext_off, struct err *err)
+{
+    struct prl_state *s = pst(bs);
+    uint64_t off = ext_off << 9;   /* wraps as qemu's shift does */
+    uint8_t *buf;
+    int r;
+
+    /* qemu asserts on an offset that is not positive as int64 */
+    if (off == 0 || off > (uint64_t)INT64_MAX)
+        return err_set_errno(err, EIO, "Failed to read Format Extension cluster");
+    buf = malloc(s->cluster_size);
+    if (!buf)
+        return -ENOMEM;
+    r = blk_pread(bs->file, off, s->cluster_size, buf);
+    if (r < 0) {
+        err_set_errno(err, -r, "Failed to read Format Extension cluster");
+    } else if (get_le64(buf) != PRL_EXT_MAGIC) {
+        r = err_set(err, EINVAL, "Wrong parallels Format Extension magic: 0x%" PRIx64
+                    ", expected: 0x%llx", get_le64(buf), PRL_EXT_MAGIC);
+    }
+    free(buf);
+    return r < 0 ? r : 0;
+}
+
 static int prl_open(struct bds *bs, struct kvopts *opts, int flags, struct err *err)
 {
     struct prl_state *s = pst(bs);
@@ -180,8 +211,13 @@ static int prl_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
     s->bat_size = get_le32(ph + PH_BAT_ENTRIES);
     if (s->bat_size > INT32_MAX / 4)
         return err_set(err, EFBIG, "Catalog too large");
-    if (nb_sectors > (uint64_t)INT64_MAX / 512)
+    /* qemu's open ends with refresh_total_sectors: a size past its
+     * BDRV_MAX_LENGTH (INT64_MAX aligned down to 1 GiB) is EFBIG. A count
+     * that is negative as qemu's int64 keeps our own refusal. */
+    if (nb_sectors > (uint64_t)INT64_MAX)
         return err_set(err, EFBIG, "Image too large");
+    if (nb_sectors > (uint64_t)(INT64_MAX & ~((INT64_C(1) << 30) - 1)) / 512)
+        return err_set_errno(err, EFBIG, "Could not refresh total sector count");
 
     size = bat_entry_off(s->bat_size);
     s->header_size = (uint32_t)align_up_u64(size, PRL_MEM_ALIGN);
@@ -214,6 +250,13 @@ static int prl_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
         if ((flags & BLK_O_RDWR) && !(flags & BLK_O_CHECK)) {
             r = err_set(err, EACCES, "parallels: Image was not closed correctly; "
                         "cannot be opened read/write");
+            goto fail;
+        }
+    }
+    if (get_le64(ph + PH_EXT_OFF)) {
+        if (flags & BLK_O_RDWR) {
+            blk_message("%s: warning: Format Extension ignored in RW mode", blk_prog_name());
+        } else if ((r = read_format_extension(bs, get_le64(ph + PH_EXT_OFF), err)) < 0) {
             goto fail;
         }
     }

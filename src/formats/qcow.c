@@ -147,8 +147,10 @@ static int qcow_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     int64_t flen;
     int r;
 
+    /* qemu's qcow_open fails its reads without a message of its own: the
+     * open reports "Could not open '<file>': <strerror>". */
     if ((r = blk_pread(bs->file, 0, sizeof(h), h)) < 0)
-        return err_set_errno(err, -r, "Could not read qcow header");
+        return r;
     version = get_be32(h + QCH_VERSION);
     size = get_be64(h + QCH_SIZE);
     s->cluster_bits = h[QCH_CLUSTER_BITS];
@@ -209,10 +211,8 @@ static int qcow_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
         r = err_set(err, ENOMEM, "Could not allocate memory for L1 table");
         goto fail;
     }
-    if ((r = blk_pread(bs->file, s->l1_table_offset, l1_bytes, s->l1)) < 0) {
-        err_set_errno(err, -r, "Could not read L1 table");
+    if ((r = blk_pread(bs->file, s->l1_table_offset, l1_bytes, s->l1)) < 0)
         goto fail;
-    }
     for (uint32_t i = 0; i < s->l1_size; i++)
         s->l1[i] = get_be64(&s->l1[i]);
     memset(s->l2_cache_offsets, 0, sizeof(s->l2_cache_offsets));
@@ -231,7 +231,6 @@ static int qcow_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
         }
         if ((r = blk_pread(bs->file, backing_off, backing_len, name)) < 0) {
             free(name);
-            err_set_errno(err, -r, "Could not read the backing file name");
             goto fail;
         }
         name[backing_len] = '\0';

@@ -93,6 +93,14 @@ hdr h-bat2.prl 32 "$(le32 1000000)"
 hdr h-sectors.prl 36 "$(le64 $((1 << 40)))"
 hdr h-dataoff.prl 48 "$(le32 $((0xffffffff)))"
 hdr h-entry.prl 64 "$(le32 $((0xffffffff)))"
+# sectors past qemu's BDRV_MAX_LENGTH: "Could not refresh total sector count"
+hdr h-sectorsmax.prl 36 "$(le64 $((0x6cf6fbba00002000)))"
+# a Format Extension offset: read-only opens read the cluster and want its
+# magic; a read-write open only warns
+hdr h-ext.prl 56 "$(le64 $((8 << 32)))"
+hdr h-extdata.prl 56 "$(le64 1)"
+fixture cp h-ext.prl h-extrw.prl
+same "Format Extension in a read-write open: check -r all" -- check -r all h-extrw.prl
 fixture truncate -s 40 tiny.prl
 same "truncated header" -- info -f parallels tiny.prl
 

@@ -105,6 +105,11 @@ hdr h-aes.qcow 36 "$(be32 1)"
 hdr h-back.qcow 8 "$(be64 48)$(be32 2000)"
 hdr h-back2.qcow 8 "$(be64 $((1 << 40)))$(be32 10)"
 hdr h-l1.qcow 40 "$(be64 $((1 << 40)))"
+# offsets past qemu's request limit (INT64_MAX aligned down to 1 GiB): the
+# read fails with EIO and qcow_open adds no message of its own, even for an
+# empty backing file name
+hdr h-l1max.qcow 40 "$(be64 $((0x8200 << 48)))"
+hdr h-backmax.qcow 8 "$(be64 $((0x8000 << 48)))$(be32 0)"
 fixture cp d.qcow h-l2off.qcow
 fixture poke h-l2off.qcow 48 "$(be64 $((1 << 50)))"
 same "hostile L2 offset: convert" -- convert -O raw h-l2off.qcow h-l2off.raw

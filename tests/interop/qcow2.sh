@@ -135,11 +135,27 @@ same "measure of an image json" -- measure -O qcow2 --output=json cz-zlib.qcow2
 fixture "$QEMU_IMG" create -q -f qcow2 h.qcow2 1M
 for p in "20 00000008" "20 00000016" "4 00000004" "96 00000007" "100 00000010" \
          "72 0000000000000100" "72 0000000000000100:feat" "36 00000000" "40 0000000000000001" \
-         "56 00000000" "48 0000000000000123" "104 05" "16 00001000" "8 0000000000020000"; do
+         "56 00000000" "48 0000000000000123" "104 05" "16 00001000" "8 0000000000020000" \
+         "24 00000000000001ff" "24 ffffffffffffffff" "32 ffffffff"; do
     set -- $p
     fixture cp h.qcow2 hh.qcow2
     fixture poke hh.qcow2 "$1" "${2%%:*}"
     same "hostile header @$1=$2" -- info hh.qcow2
+done
+
+# ============================================================== hostile snapshot tables
+# check reads the snapshot table itself (a check open skips its validation):
+# an unaligned or oversized table, or an entry with too much extra data, ends
+# with "ERROR ..." and "Check failed" (exit 1); a v3 entry whose extra data
+# lacks the disk size is a corruption (exit 2).
+mkst() { "$QEMU_IMG" create -q -f qcow2 st.qcow2 1M && "$QEMU_IMG" snapshot -c s1 st.qcow2; }
+fixture mkst
+stoff=$(od -An -tu8 --endian=big -j64 -N8 "$A/st.qcow2" | tr -d ' ')
+for p in "68 00000201" "60 00010001" "$((stoff + 36)) 00010000" "$((stoff + 36)) 00000008"; do
+    set -- $p
+    fixture cp st.qcow2 sth.qcow2
+    fixture poke sth.qcow2 "$1" "$2"
+    same "check: hostile snapshot table @$1=$2" -- check sth.qcow2
 done
 
 # ============================================================== resize

@@ -170,3 +170,34 @@ for f in d-rt d-hdr d-hdr1 d-sig d-meta d-trunc1 d-trunc2; do
 done
 same "check of a truncated image" -- check d-trunc3.vhdx
 check_fail "info of a truncated image fails" "$QIMG" info "$A/d-trunc3.vhdx"
+
+# Overlapping entries in the region table (its checksum fixed): qemu reports
+# the overlap itself and the open fails with no message of its own.
+rtoverlap() {
+    python3 - "$1" <<'PY'
+import struct, sys
+def crc32c(b):
+    t = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t.append(c)
+    c = 0xffffffff
+    for x in b:
+        c = t[(c ^ x) & 0xff] ^ (c >> 8)
+    return c ^ 0xffffffff
+f = open(sys.argv[1], 'r+b')
+f.seek(196608)
+rt = bytearray(f.read(65536))
+off1 = struct.unpack_from('<Q', rt, 16 + 32 + 16)[0]
+struct.pack_into('<Q', rt, 16 + 16, off1 + 1)
+struct.pack_into('<I', rt, 4, 0)
+struct.pack_into('<I', rt, 4, crc32c(bytes(rt)))
+f.seek(196608)
+f.write(rt)
+PY
+}
+fixture cp c-20M.vhdx d-rtover.vhdx
+fixture rtoverlap d-rtover.vhdx
+same "info: overlapping region table entries" -- info d-rtover.vhdx

@@ -105,12 +105,17 @@ _corrupt h-granbig 20 '\x00\x00\x40'
 _corrupt h-cap 12 '\xff\xff\xff\xff\xff\xff\xff\x0f'
 _corrupt h-gd0 0x2a00 '\xff\xff\xff\x7f'
 _corrupt h-gte $((27 * 512 + 8)) '\x00\x00\x00\x10'
+# a redundant directory past the end of the file reads as zeros; one past
+# qemu's request limit fails with EIO; sectors per L1 entry are 32-bit
+_corrupt h-rgdfar 51 '\x7f'
+_corrupt h-rgdmax 48 '\xff\xff\xff\xff\xff\xff\xff\x7f'
+_corrupt h-gran32 20 '\x00\x00\x00\x80'
 printf '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 100 FLAT "x.img"\n' > "$W/h-line.vmdk"
 printf '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 100 FLAT "nothere.img" 0\n' > "$W/h-missing.vmdk"
 printf '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="foo"\n' > "$W/h-ctype.vmdk"
 printf '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\n' > "$W/h-noctype.vmdk"
 printf '# Disk DescriptorFile\nversion=1\ncreateType="monolithicFlat"\n' > "$W/h-nocid.vmdk"
-for h in gtes gran0 ver gdend grainoff granbig cap gd0 gte line missing ctype noctype nocid; do
+for h in gtes gran0 ver gdend grainoff granbig cap gd0 gte rgdfar rgdmax gran32 line missing ctype noctype nocid; do
     fixture cp "$W/h-$h.vmdk" .
     same "hostile $h: info" -- info h-$h.vmdk
     same "hostile $h: convert" -- convert -O raw h-$h.vmdk h-$h.raw

@@ -55,9 +55,9 @@ void qcow2_signal_corruption(struct bds *bs, bool fatal, const char *fmt, ...)
     }
 }
 
-static int validate_table(struct qcow2_state *s, uint64_t offset, uint64_t entries,
-                          uint64_t entry_len, uint64_t max_bytes, const char *name,
-                          struct err *err)
+int qcow2_validate_table(struct qcow2_state *s, uint64_t offset, uint64_t entries,
+                         uint64_t entry_len, uint64_t max_bytes, const char *name,
+                         struct err *err)
 {
     if (entries > max_bytes / entry_len)
         return err_set(err, EFBIG, "%s too large", name);
@@ -406,7 +406,7 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
     s->refcount_max = qcow2_refcount_max(s->refcount_order);
     s->crypt_method = get_be32(h + QH_CRYPT_METHOD);
     if (s->crypt_method > QCOW2_CRYPT_LUKS) {
-        r = err_set(err, EINVAL, "Unsupported encryption method %u", s->crypt_method);
+        r = err_set(err, EINVAL, "Unsupported encryption method %d", (int)s->crypt_method);
         goto fail;
     }
     if (s->crypt_method)
@@ -426,22 +426,23 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
         r = err_set(err, EINVAL, "Image does not contain a reference count table");
         goto fail;
     }
-    r = validate_table(s, rt_offset, rt_clusters, s->cluster_size, QCOW2_MAX_REFTABLE_BYTES,
-                       "Reference count table", err);
+    r = qcow2_validate_table(s, rt_offset, rt_clusters, s->cluster_size,
+                             QCOW2_MAX_REFTABLE_BYTES, "Reference count table", err);
     if (r < 0)
         goto fail;
     nb_snap = get_be32(h + QH_NB_SNAPSHOTS);
     snap_offset = get_be64(h + QH_SNAPSHOTS_OFFSET);
     if (!(flags & BLK_O_CHECK)) {
-        r = validate_table(s, snap_offset, nb_snap, QCOW2_SNAPSHOT_HEADER_LEN,
-                           (uint64_t)QCOW2_SNAPSHOT_HEADER_LEN * QCOW2_MAX_SNAPSHOTS,
-                           "Snapshot table", err);
+        r = qcow2_validate_table(s, snap_offset, nb_snap, QCOW2_SNAPSHOT_HEADER_LEN,
+                                 (uint64_t)QCOW2_SNAPSHOT_HEADER_LEN * QCOW2_MAX_SNAPSHOTS,
+                                 "Snapshot table", err);
         if (r < 0)
             goto fail;
     }
     l1_size = get_be32(h + QH_L1_SIZE);
     l1_offset = get_be64(h + QH_L1_OFFSET);
-    r = validate_table(s, l1_offset, l1_size, 8, QCOW2_MAX_L1_BYTES, "Active L1 table", err);
+    r = qcow2_validate_table(s, l1_offset, l1_size, 8, QCOW2_MAX_L1_BYTES, "Active L1 table",
+                             err);
     if (r < 0)
         goto fail;
     s->l1_size = l1_size;
@@ -549,7 +550,14 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
         }
     }
 
-    bs->total_size = size;
+    /* qemu keeps whole sectors of the header's size, and its open ends with
+     * refresh_total_sectors: past BDRV_MAX_LENGTH (INT64_MAX aligned down to
+     * 1 GiB) that is EFBIG. */
+    if (size / 512 > (uint64_t)(INT64_MAX & ~((INT64_C(1) << 30) - 1)) / 512) {
+        r = err_set_errno(err, EFBIG, "Could not refresh total sector count");
+        goto fail;
+    }
+    bs->total_size = size / 512 * 512;
     bs->request_alignment = bs->encrypted ? 512 : 1;   /* sectors for the cipher */
 
     r = qcow2_bitmaps_load(bs, err);

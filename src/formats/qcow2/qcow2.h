@@ -327,6 +327,13 @@ int qcow2_create(const char *filename, struct kvopts *opts, struct err *err);
 int qcow2_measure(struct kvopts *opts, struct bds *in, uint64_t size, struct blk_measure *out,
                   struct err *err);
 
+/* qcow2.c: a table of ENTRIES * ENTRY_LEN bytes at OFFSET must stay under
+ * MAX_BYTES, end below INT64_MAX and start on a cluster boundary ("<NAME> too
+ * large" / "<NAME> offset invalid"). */
+int qcow2_validate_table(struct qcow2_state *s, uint64_t offset, uint64_t entries,
+                         uint64_t entry_len, uint64_t max_bytes, const char *name,
+                         struct err *err);
+
 /* qcow2-check.c */
 int qcow2_check(struct bds *bs, struct blk_check_result *res, int fix, struct err *err);
 

@@ -191,7 +191,7 @@ static void region_register(struct vhdx_state *s, uint64_t start, uint64_t lengt
     s->n_regions++;
 }
 
-static int open_region_table(struct bds *bs, struct vhdx_state *s, struct err *err)
+static int open_region_table(struct bds *bs, struct vhdx_state *s)
 {
     uint8_t *buf = malloc(VHDX_HEADER_BLOCK_SIZE);
     bool have_bat = false, have_meta = false;
@@ -213,8 +213,14 @@ static int open_region_table(struct bds *bs, struct vhdx_state *s, struct err *e
     for (uint32_t i = 0; i < count; i++) {
         struct vhdx_region_entry e;
         vhdx_region_entry_decode(buf + VHDX_REGION_HDR_SIZE + (size_t)i * VHDX_REGION_ENTRY_SIZE, &e);
-        if ((r = region_check(s, e.file_offset, e.length, err)) < 0)
+        struct err ov;
+        err_init(&ov);
+        if ((r = region_check(s, e.file_offset, e.length, &ov)) < 0) {
+            /* qemu reports an overlap here itself (error_report) and fails
+             * the open without a message of its own */
+            blk_message("%s: %s", blk_prog_name(), ov.msg);
             goto out;
+        }
         region_register(s, e.file_offset, e.length);
         r = -EINVAL;
         if (vhdx_guid_eq(&e.guid, &vhdx_bat_guid)) {
@@ -576,7 +582,7 @@ static int vhdx_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
                     s->headers[s->curr_header].log_length);
     if ((r = vhdx_log_parse(bs, s, &s->log_replayed_on_open, err)) < 0)
         goto fail;
-    if ((r = open_region_table(bs, s, err)) < 0)
+    if ((r = open_region_table(bs, s)) < 0)
         goto fail;
     if ((r = parse_metadata(bs, s)) < 0)
         goto fail;

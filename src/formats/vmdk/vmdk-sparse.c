@@ -116,7 +116,7 @@ static void drop_last_extent(struct bds *bs)
 static int read_dir(struct vmdk_extent *e, uint64_t offset, uint32_t **out, const char *what,
                     struct err *err)
 {
-    uint64_t bytes = (uint64_t)e->l1_size * 4, end;
+    uint64_t bytes = (uint64_t)e->l1_size * 4;
     int64_t flen = blk_getlength(e->file);
     uint8_t *raw;
     uint32_t *t;
@@ -125,7 +125,11 @@ static int read_dir(struct vmdk_extent *e, uint64_t offset, uint32_t **out, cons
     if (flen < 0)
         return err_set_errno(err, (int)-flen, "Could not read %s from extent '%s'", what,
                              e->file->filename);
-    if (ckd_add(&end, offset, bytes) || end > (uint64_t)flen + VMDK_SECTOR * 4096)
+    /* qemu reads a table past the end of the file as zeros; only one
+     * larger than the file (plus slack) is refused, so that a tiny hostile
+     * file cannot make us allocate qemu's up to 128 MiB. An offset past
+     * qemu's request limit fails in blk_pread with EIO as in qemu. */
+    if (bytes > (uint64_t)flen + VMDK_SECTOR * 4096)
         return err_set(err, EINVAL, "Could not read %s from extent '%s': "
                        "table lies beyond the end of the file", what, e->file->filename);
     raw = malloc(bytes ? bytes : 1);
@@ -240,7 +244,8 @@ static int open_vmdk4(struct bds *bs, struct bds *file, bool own, int flags, int
     uint64_t gd_offset = get_le64(h + H4_GD_OFFSET);
     uint64_t grain_offset = get_le64(h + H4_GRAIN_OFFSET);
     bool compressed = get_le16(h + H4_COMPRESS) == VMDK4_COMPRESSION_DEFLATE;
-    uint64_t l1_entry_sectors, l1_size, l1_backup = 0;
+    uint64_t l1_size, l1_backup = 0;
+    uint32_t l1_entry_sectors;
 
     if (version > 3)
         return err_set(err, ENOTSUP, "Unsupported VMDK version %u", version);
@@ -248,22 +253,21 @@ static int open_vmdk4(struct bds *bs, struct bds *file, bool own, int flags, int
         return err_set(err, EINVAL, "VMDK version 3 must be read only");
     if (num_gtes > 512)
         return err_set(err, EINVAL, "L2 table size too big");
-    if (ckd_mul(&l1_entry_sectors, (uint64_t)num_gtes, granularity) || l1_entry_sectors == 0)
+    /* qemu's arithmetic: the sectors per L1 entry in 32 bits, the L1 size a
+     * wrapping sum truncated to 32 bits, the directory offsets shifted in 64
+     * bits (one past qemu's request limit then fails its read with EIO).
+     * The granularity is checked when the extent is added, as qemu does. */
+    l1_entry_sectors = (uint32_t)((uint64_t)num_gtes * granularity);
+    if (l1_entry_sectors == 0)
         return err_set(err, EINVAL, "L1 entry size is invalid");
-    if (granularity > VMDK_MAX_GRAIN_SECTORS)
-        return err_set(err, EFBIG, "Invalid granularity, image may be corrupt");
-    /* qemu's arithmetic: a wrapping sum, truncated to 32 bits. */
     l1_size = (uint32_t)((capacity + l1_entry_sectors - 1) / l1_entry_sectors);
-    if (hflags & VMDK4_FLAG_RGD) {
-        if (rgd_offset > (UINT64_MAX >> 9))
-            return err_set(err, EINVAL, "Invalid redundant grain directory offset");
+    if (hflags & VMDK4_FLAG_RGD)
         l1_backup = rgd_offset << 9;
-    }
     if (file_sectors(file) < grain_offset)
         return err_set(err, EINVAL, "File truncated, expecting at least %lld bytes",
                        (long long)(grain_offset * VMDK_SECTOR));
-    if (gd_offset > (UINT64_MAX >> 9))
-        return err_set(err, EINVAL, "Invalid grain directory offset");
+    if (granularity > VMDK_MAX_GRAIN_SECTORS)
+        return err_set(err, EFBIG, "Invalid granularity, image may be corrupt");
     if (compressed && granularity * VMDK_SECTOR > VMDK_MAX_COMPRESSED_GRAIN)
         return err_set(err, EFBIG, "Invalid granularity, image may be corrupt");
     r = vmdk_add_extent(bs, file, own, false, capacity, gd_offset << 9, l1_backup, l1_size,
