@@ -127,24 +127,10 @@ def metadata_blocks(data):
 
 
 # ----------------------------------------------------------------- crc fix-ups
-def _crc32c_table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-
-
-_CRC32C = _crc32c_table()
-
-
-def crc32c(buf):
-    c = 0xFFFFFFFF
-    for b in buf:
-        c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
+# crc32c(buf): shared with the vhdx scenarios
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "interop", "tools"))
+from crc32c import crc32c  # noqa: E402
 
 
 def vpc_fix_checksums(img):

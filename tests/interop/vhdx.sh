@@ -5,24 +5,16 @@
 # update through the log), a dirty log (refused read-only, replayed by
 # check -r all), and damaged images — each compared with qemu-img 7.2 and
 # qimg's images verified with the real tool.
+TOOLS=$(cd "$(dirname "$0")/tools" && pwd)     # crc32c.py
 . "$(dirname "$0")/lib.sh"
 
 # Make the newest log entry active again and wipe the metadata sector it
 # restores: the image then has a dirty log whose replay is observable.
 mkdirty() {
-    python3 - "$1" <<'PY'
+    python3 - "$1" "$TOOLS" <<'PY'
 import struct, sys
-def crc32c(b):
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    c = 0xffffffff
-    for x in b:
-        c = t[(c ^ x) & 0xff] ^ (c >> 8)
-    return c ^ 0xffffffff
+sys.path.insert(0, sys.argv[2])
+from crc32c import crc32c
 f = open(sys.argv[1], 'r+b')
 def rd(o, n):
     f.seek(o)
@@ -174,19 +166,10 @@ check_fail "info of a truncated image fails" "$QIMG" info "$A/d-trunc3.vhdx"
 # Overlapping entries in the region table (its checksum fixed): qemu reports
 # the overlap itself and the open fails with no message of its own.
 rtoverlap() {
-    python3 - "$1" <<'PY'
+    python3 - "$1" "$TOOLS" <<'PY'
 import struct, sys
-def crc32c(b):
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    c = 0xffffffff
-    for x in b:
-        c = t[(c ^ x) & 0xff] ^ (c >> 8)
-    return c ^ 0xffffffff
+sys.path.insert(0, sys.argv[2])
+from crc32c import crc32c
 f = open(sys.argv[1], 'r+b')
 f.seek(196608)
 rt = bytearray(f.read(65536))
