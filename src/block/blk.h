@@ -52,6 +52,10 @@ enum {
                                           host range (qemu's BDRV_BLOCK_RECURSE) */
 };
 
+/* qemu's BDRV_MAX_LENGTH: INT64_MAX aligned down to 1 GiB. No request may
+ * reach past it (EIO), and no image may be longer. */
+#define BLK_MAX_LENGTH ((uint64_t)INT64_MAX & ~((UINT64_C(1) << 30) - 1))
+
 enum blk_prealloc { BLK_PREALLOC_OFF, BLK_PREALLOC_METADATA, BLK_PREALLOC_FALLOC, BLK_PREALLOC_FULL };
 
 /* A node. Fields marked (core) are managed by block/open.c. */

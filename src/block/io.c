@@ -10,10 +10,10 @@
 
 #include "block/driver.h"
 
-/* qemu's BDRV_MAX_LENGTH: INT64_MAX aligned down to 1 GiB. A request that
- * reaches past it fails with -EIO, as qemu's bdrv_check_request does (a
- * hostile table offset then reads "Input/output error" as with qemu-img). */
-#define MAX_REQUEST ((uint64_t)INT64_MAX & ~((1ULL << 30) - 1))
+/* A request that reaches past BLK_MAX_LENGTH fails with -EIO, as qemu's
+ * bdrv_check_request does (a hostile table offset then reads "Input/output
+ * error" as with qemu-img). */
+#define MAX_REQUEST BLK_MAX_LENGTH
 
 static void lock_node(struct bds *bs)
 {

@@ -33,8 +33,6 @@
 #define BOCHS_EXTENT_MAX 0x800000u
 #define BOCHS_UNALLOCATED 0xffffffffu
 #define SECTOR 512u
-/* qemu's BDRV_MAX_LENGTH: requests ending beyond it fail with EIO. */
-#define QEMU_MAX_LENGTH (INT64_MAX - (INT64_MAX % (1LL << 30)))
 
 enum { H_MAGIC = 0, H_TYPE = 32, H_SUBTYPE = 48, H_VERSION = 64, H_HEADER = 68,
        H_CATALOG = 72, H_BITMAP = 76, H_EXTENT = 80, H_V1_DISK = 84, H_V2_DISK = 88 };
@@ -78,7 +76,7 @@ static int bochs_probe(const uint8_t *head, size_t len, const char *filename)
 static int bochs_read_file(struct bochs_state *s, struct bds *bs, uint64_t off, uint64_t len,
                            void *buf)
 {
-    if (off > (uint64_t)QEMU_MAX_LENGTH || len > (uint64_t)QEMU_MAX_LENGTH - off)
+    if (off > BLK_MAX_LENGTH || len > BLK_MAX_LENGTH - off)
         return -EIO;
     uint64_t in = off >= s->file_size ? 0 : min_u64(len, s->file_size - off);
     if (in) {

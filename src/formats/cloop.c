@@ -29,7 +29,6 @@
 #define CLOOP_MAX_OFFSETS_SIZE (512u * 1024 * 1024)
 #define CLOOP_TABLE 136u
 #define SECTOR 512u
-#define QEMU_MAX_LENGTH (INT64_MAX - (INT64_MAX % (1LL << 30)))
 
 static const char cloop_magic[] =
     "#!/bin/sh\n"
@@ -175,7 +174,7 @@ static int cloop_load(struct bds *bs, uint64_t i)
     if (s->cached == i)
         return 0;
     s->cached = UINT64_MAX;
-    if (start > (uint64_t)QEMU_MAX_LENGTH || size > (uint64_t)QEMU_MAX_LENGTH - start)
+    if (start > BLK_MAX_LENGTH || size > BLK_MAX_LENGTH - start)
         return -EIO;
     if (!s->block && !(s->block = malloc(s->block_size)))
         return -ENOMEM;

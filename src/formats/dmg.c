@@ -56,7 +56,6 @@
 #define MISH_MIN 244u
 #define MISH_ENTRIES 204u
 #define MISH_ENTRY 40u
-#define QEMU_MAX_LENGTH ((uint64_t)(INT64_MAX - (INT64_MAX % (1LL << 30))))
 
 enum {
     UDZE = 0, UDRW = 1, UDIG = 2,
@@ -113,7 +112,7 @@ static int dmg_probe(const uint8_t *head, size_t len, const char *filename)
  * maximum length, zeros past the end of the file. */
 static int dmg_read_file(struct dmg_state *s, struct bds *bs, uint64_t off, uint64_t len, void *buf)
 {
-    if (off > QEMU_MAX_LENGTH || len > QEMU_MAX_LENGTH - off)
+    if (off > BLK_MAX_LENGTH || len > BLK_MAX_LENGTH - off)
         return -EIO;
     uint64_t in = off >= s->file_size ? 0 : min_u64(len, s->file_size - off);
     if (in) {
@@ -456,7 +455,7 @@ static int dmg_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
     /* qemu's check of the size, done in unsigned 64-bit arithmetic (the
      * product wraps); sizes past INT64_MAX that slip through fail later in
      * get_length, as in qemu. */
-    if (s->sectors * SECTOR > QEMU_MAX_LENGTH) {
+    if (s->sectors * SECTOR > BLK_MAX_LENGTH) {
         r = err_set_errno(err, EFBIG, "Could not refresh total sector count");
         goto fail;
     }
@@ -519,7 +518,7 @@ static uint32_t dmg_search(const struct dmg_state *s, uint64_t sector)
 static int dmg_read_input(struct dmg_state *s, struct bds *bs, const struct dmg_chunk *c,
                           uint64_t *in_file)
 {
-    if (c->offset > QEMU_MAX_LENGTH || c->length > QEMU_MAX_LENGTH - c->offset)
+    if (c->offset > BLK_MAX_LENGTH || c->length > BLK_MAX_LENGTH - c->offset)
         return -EIO;
     uint64_t in = c->offset >= s->file_size ? 0 : min_u64(c->length, s->file_size - c->offset);
     if (in > s->in_cap) {
@@ -619,7 +618,7 @@ static int dmg_load(struct dmg_state *s, struct bds *bs, uint32_t i)
     case UDRW:
         /* Read on demand; qemu reads the whole chunk, so a chunk reaching
          * beyond qemu's maximum offset fails as a whole. */
-        if (c->offset > QEMU_MAX_LENGTH || c->length > QEMU_MAX_LENGTH - c->offset)
+        if (c->offset > BLK_MAX_LENGTH || c->length > BLK_MAX_LENGTH - c->offset)
             return -EIO;
         break;
     default:

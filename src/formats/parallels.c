@@ -216,7 +216,7 @@ static int prl_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
      * that is negative as qemu's int64 keeps our own refusal. */
     if (nb_sectors > (uint64_t)INT64_MAX)
         return err_set(err, EFBIG, "Image too large");
-    if (nb_sectors > (uint64_t)(INT64_MAX & ~((INT64_C(1) << 30) - 1)) / 512)
+    if (nb_sectors > BLK_MAX_LENGTH / 512)
         return err_set_errno(err, EFBIG, "Could not refresh total sector count");
 
     size = bat_entry_off(s->bat_size);

@@ -551,9 +551,8 @@ static int qcow2_open(struct bds *bs, struct kvopts *opts, int flags, struct err
     }
 
     /* qemu keeps whole sectors of the header's size, and its open ends with
-     * refresh_total_sectors: past BDRV_MAX_LENGTH (INT64_MAX aligned down to
-     * 1 GiB) that is EFBIG. */
-    if (size / 512 > (uint64_t)(INT64_MAX & ~((INT64_C(1) << 30) - 1)) / 512) {
+     * refresh_total_sectors: past BLK_MAX_LENGTH that is EFBIG. */
+    if (size / 512 > BLK_MAX_LENGTH / 512) {
         r = err_set_errno(err, EFBIG, "Could not refresh total sector count");
         goto fail;
     }
