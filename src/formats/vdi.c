@@ -33,6 +33,9 @@
 /* qemu keeps the map (rounded up to a sector) below INT_MAX + 1 bytes. */
 #define VDI_BLOCKS_MAX ((unsigned)(((uint64_t)INT_MAX + 1 - VDI_SECTOR) / 4))
 #define VDI_DISK_SIZE_MAX ((uint64_t)VDI_BLOCKS_MAX * VDI_BLOCK_SIZE)
+/* Largest block map read for a file smaller than it (a truncated image):
+ * 4 Mi entries, 4 TiB of virtual disk. */
+#define VDI_MAP_CAP ((uint64_t)16 << 20)
 
 /* Header field offsets. */
 enum {
@@ -136,7 +139,6 @@ static int vdi_probe(const uint8_t *head, size_t len, const char *filename)
 static int vdi_open(struct bds *bs, struct kvopts *opts, int flags, struct err *err)
 {
     struct vdi_state *s = bs->opaque;
-    uint8_t *mapbuf = NULL;
     int r;
 
     (void)opts; (void)flags;
@@ -148,37 +150,31 @@ static int vdi_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
         return r;
 
     /* The map is read whole, rounded up to a sector; parts past the end of
-     * the file read as zeros (as qemu sees them). Refuse a map larger than
-     * the file itself rather than allocate gigabytes for a forged header. */
+     * the file read as zeros, as qemu sees them (a truncated image opens,
+     * its lost entries all naming block 0). qemu allocates whatever the
+     * header asks, up to 2 GiB; a map larger than both the file and
+     * VDI_MAP_CAP is refused instead. */
     uint64_t map_bytes = align_up_u64((uint64_t)s->h.blocks_in_image * 4, VDI_SECTOR);
     int64_t flen = blk_getlength(bs->file);
     if (flen < 0)
         return (int)flen;
-    if (map_bytes > (uint64_t)flen)
+    if (map_bytes > (uint64_t)flen && map_bytes > VDI_MAP_CAP)
         return err_set(err, EINVAL, "unsupported VDI image (block map of %" PRIu64
                        " bytes exceeds the file size %" PRId64 ")", map_bytes, flen);
     if (map_bytes) {
-        mapbuf = malloc((size_t)map_bytes);
-        s->bmap = calloc((size_t)map_bytes / 4, sizeof(uint32_t));
-        if (!mapbuf || !s->bmap) {
-            r = -ENOMEM;
-            goto fail;
+        if (!(s->bmap = malloc((size_t)map_bytes)))
+            return -ENOMEM;
+        r = blk_pread(bs->file, s->h.offset_bmap, map_bytes, s->bmap);
+        if (r < 0) {
+            free(s->bmap);
+            s->bmap = NULL;
+            return r;
         }
-        r = blk_pread(bs->file, s->h.offset_bmap, map_bytes, mapbuf);
-        if (r < 0)
-            goto fail;
         for (uint64_t i = 0; i < map_bytes / 4; i++)
-            s->bmap[i] = get_le32(mapbuf + i * 4);
+            s->bmap[i] = get_le32((const uint8_t *)&s->bmap[i]);
     }
-    free(mapbuf);
     bs->total_size = s->h.disk_size;
     return 0;
-
-fail:
-    free(mapbuf);
-    free(s->bmap);
-    s->bmap = NULL;
-    return r;
 }
 
 static void vdi_close(struct bds *bs)

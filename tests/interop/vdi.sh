@@ -148,6 +148,20 @@ same "truncated block map" -- convert -O raw tr.vdi tr.raw
 same_image "truncated block map: content" tr.raw
 fixture truncate -s 100 short.vdi
 same "file shorter than a header" -- info -f vdi short.vdi
+# A block map cut short by the end of the file: qemu reads the rest as
+# zeros (every lost entry names block 0) and opens the image; so does qimg,
+# for maps up to 16 MiB.
+fixture "$QEMU_IMG" create -q -f vdi tb.vdi 8G
+fixture truncate -s 1000 tb.vdi
+same "block map past EOF: info" --filter "$nosize" -- info tb.vdi
+same "block map past EOF: check" -- check tb.vdi
+same "block map past EOF: map" -- map --output=json tb.vdi
+fixture cp tb.vdi tbw.vdi
+fixture "$QEMU_IMG" create -q -f raw tbs.raw 8G
+fixture "$QEMU_IO" -f raw -c 'write -P 9 5M 1M' -c 'write -P 8 7G 64k' tbs.raw
+same "block map past EOF: convert -n into it" -- convert -n -O vdi tbs.raw tbw.vdi
+same "block map past EOF: check after writes" -- check tbw.vdi
+same_bytes "block map past EOF: bytes after writes equal qemu-img's" tbw.vdi
 # qemu would allocate a 2 GiB map for this 8 MiB file; qimg refuses cleanly.
 fixture cp q.vdi hb.vdi
 fixture poke hb.vdi $((0x180)) "$(le32 $((0x1f000000)))"
