@@ -120,6 +120,9 @@ struct blk_measure {
 
 /* --- driver lookup --- */
 const struct blk_driver *blk_find_format(const char *name);
+/* Does qemu 7.2 (Debian's build) have a block driver of this name? Its
+ * bdrv_find_format() refuses any other as "Unknown driver '<name>'". */
+bool blk_qemu_has_driver(const char *name);
 /* The protocol driver for a name, as qemu's bdrv_find_protocol picks it: a
  * prefix before the first ':' (when no '/' comes first) must name one of
  * qemu's protocols, else NULL and "Unknown protocol 'foo'" in err; names

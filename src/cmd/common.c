@@ -457,13 +457,17 @@ static int json_flatten(struct kvopts *o, const char *prefix, json_t *v, struct 
     char buf[64];
 
     json_object_foreach(v, k, m) {
-        char *key = prefix[0] ? xasprintf("%s.%s", prefix, k) : xstrdup(k);
+        char *name = json_diag_unmask(k);
+        char *key = prefix[0] ? xasprintf("%s.%s", prefix, name) : xstrdup(name);
         int r = 0;
+        free(name);
         if (json_is_object(m))
             r = json_flatten(o, key, m, err);
-        else if (json_is_string(m))
-            kvopts_set(o, key, json_string_value(m));
-        else if (json_is_integer(m)) {
+        else if (json_is_string(m)) {
+            char *val = json_diag_unmask(json_string_value(m));
+            kvopts_set(o, key, val);
+            free(val);
+        } else if (json_is_integer(m)) {
             snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(m));
             kvopts_set_json(o, key, buf, 'i');
         } else if (json_is_real(m)) {
@@ -577,10 +581,22 @@ struct bds *img_open(const struct img_open_args *a)
             kvopts_release(&opts);
             return NULL;
         }
+        /* bdrv_fill_options() looks a text "driver" up before anything
+         * else (a JSON number or boolean there is not seen as a driver) */
+        bool drv_text = false;
+        for (size_t i = 0; i < opts.n; i++)
+            if (!strcmp(opts.v[i].key, "driver"))
+                drv_text = !opts.v[i].json_type;
         fmt_owned = kvopts_take(&opts, "driver");
         if (!fmt_owned && fmt)
             fmt_owned = xstrdup(fmt);
         const struct blk_driver *d = fmt_owned ? blk_find_format(fmt_owned) : NULL;
+        if (drv_text && !blk_qemu_has_driver(fmt_owned)) {
+            error_report("Could not open '%s': Unknown driver '%s'", a->filename, fmt_owned);
+            kvopts_release(&opts);
+            free(fmt_owned);
+            return NULL;
+        }
         bool protocol = d && !blk_driver_is_format(d);
         bool file_opts = false;
         for (size_t i = 0; i < opts.n; i++)

@@ -624,6 +624,31 @@ out:
     return msg;
 }
 
+/* qemu keeps U+0000 in a string as the bytes C0 80 (modified UTF-8);
+ * jansson refuses both those bytes and a NUL in a key. The normalized
+ * text carries it as U+FDD0 instead, a noncharacter that json_diag()
+ * refuses in any form, so it cannot stand for anything else. */
+#define NUL_STANDIN_ESC "\\ufdd0"
+#define NUL_STANDIN_UTF8 "\xEF\xB7\x90"
+
+char *json_diag_unmask(const char *s)
+{
+    char *out = xstrdup(s), *p = out;
+
+    /* C0 80 is shorter than the stand-in: out never outgrows s */
+    for (const char *q = s; *q;) {
+        if (!strncmp(q, NUL_STANDIN_UTF8, 3)) {
+            *p++ = (char)0xC0;
+            *p++ = (char)0x80;
+            q += 3;
+        } else {
+            *p++ = *q++;
+        }
+    }
+    *p = 0;
+    return out;
+}
+
 /* An integer beyond int64_t, which jansson refuses: qemu keeps it as a
  * uint64_t when it fits, else as a double, and options see it as text
  * ("%" PRIu64 or "%.17g"). Writes that text as a JSON string to out and
@@ -658,7 +683,7 @@ char *json_diag_normalize(const char *text)
 {
     const unsigned char *s = (const unsigned char *)text;
     size_t n = strlen(text), pos = 0, o = 0;
-    char *out = xmalloc(2 * n + 1);   /* a byte becomes at most two */
+    char *out = xmalloc(3 * n + 1);   /* a byte becomes at most three */
     struct tok t;
 
     for (;;) {
@@ -682,6 +707,16 @@ char *json_diag_normalize(const char *text)
         }
         out[o++] = '"';
         for (size_t i = t.start + 1; i + 1 < t.start + t.len; i++) {
+            /* U+0000, escaped or as the bytes C0 80 (json_diag() let
+             * nothing else through), becomes the stand-in: two input bytes
+             * or more give six output bytes. */
+            bool esc_nul = text[i] == '\\' && !strncmp(text + i + 1, "u0000", 5);
+            if (esc_nul || (s[i] == 0xC0 && s[i + 1] == 0x80)) {
+                memcpy(out + o, NUL_STANDIN_ESC, 6);
+                o += 6;
+                i += esc_nul ? 5 : 1;
+                continue;
+            }
             if (text[i] == '\\') {
                 if (text[i + 1] != '\'')
                     out[o++] = '\\';

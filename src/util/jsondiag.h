@@ -11,7 +11,13 @@ char *json_diag(const char *text);
 
 /* For text json_diag() accepted: a malloc'ed copy in strict JSON that
  * jansson reads: qemu's extensions (single-quoted strings, the \' escape)
- * are rewritten as double-quoted strings; everything else is unchanged. */
+ * are rewritten as double-quoted strings, U+0000 (\u0000 or the bytes
+ * C0 80) as a stand-in that json_diag_unmask() turns back; everything
+ * else is unchanged. */
 char *json_diag_normalize(const char *text);
+
+/* A key or string value jansson read from json_diag_normalize()'s text,
+ * malloc'ed, with U+0000 as qemu holds it: the two bytes C0 80. */
+char *json_diag_unmask(const char *s);
 
 #endif

@@ -474,6 +474,14 @@ same "json: missing colon" -- info 'json:{"driver" "raw"}'
 same "json: bad escape" -- info 'json:{"driver":"r\qw"}'
 same "json: not an object" -- info 'json:[1]'
 same "json: single quotes" -- info "json:{'driver':'raw','file':{'driver':'file','filename':'jd.raw'}}"
+# U+0000 in a string (\u0000, or the bytes C0 80) is kept as C0 80, in
+# values and keys; a text driver no build knows is refused first
+same "json: \\u0000 in the driver" -- info 'json:{"driver":"ab\u0000c"}'
+same "json: raw C0 80 in the driver" -- info "$(printf 'json:{"driver":"ab\xc0\x80c"}')"
+same "json: \\u0000 in a filename" -- info 'json:{"driver":"raw","file":{"driver":"file","filename":"jd\u0000.raw"}}'
+same "json: \\u0000 in a key" -- info 'json:{"driver":"raw","a\u0000b":"x","file":{"driver":"file","filename":"jd.raw"}}'
+same "json: unknown driver before the file reference" -- info 'json:{"driver":"abc","file":"x"}'
+same "image-opts: empty driver" -- info --image-opts driver=,file.filename=jd.raw
 # qemu-img 7.2 reports this conflict but exits 0 (and copies nothing)
 fixture "$QEMU_IMG" create -q -f qcow2 tzb.qcow2 1M
 fixture "$QEMU_IMG" create -q -f raw tzt.raw 1M

@@ -135,5 +135,11 @@ int main(void)
     norm("{\"a\": [1, true]}", "{\"a\": [1, true]}");
     norm("{'driver':'raw'}", "{\"driver\":\"raw\"}");
     norm("{'a\"b':'c\\'d', \"e\\'f\":\"\\n\"}", "{\"a\\\"b\":\"c'd\", \"e'f\":\"\\n\"}");
+    /* U+0000 (escaped or C0 80) travels as U+FDD0 and comes back as C0 80 */
+    norm("{\"a\\u0000\":'b\xC0\x80',\"c\\\\u0000\":1}",
+         "{\"a\\ufdd0\":\"b\\ufdd0\",\"c\\\\u0000\":1}");
+    s = json_diag_unmask("a\xEF\xB7\x90" "b\xEF\xB7\x90");
+    is_str(s, "a\xC0\x80" "b\xC0\x80", "unmask the U+0000 stand-in");
+    free(s);
     return done_testing();
 }

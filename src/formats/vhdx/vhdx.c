@@ -160,13 +160,17 @@ out:
 
 /* ------------------------------------------------------------ regions */
 
+/* qemu computes a region's end modulo 2^64 (unsigned, so defined) and
+ * compares the wrapped value; so do we, to refuse the same tables. */
+static uint64_t region_end(uint64_t start, uint64_t length)
+{
+    return start + length;
+}
+
 static int region_check(struct vhdx_state *s, uint64_t start, uint64_t length, struct err *err)
 {
-    uint64_t end;
+    uint64_t end = region_end(start, length);
 
-    if (ckd_add(&end, start, length))
-        return err_set(err, EINVAL, "VHDX region %" PRIu64 "+%" PRIu64 " is out of range",
-                       start, length);
     /* Most recently registered first, as qemu walks its list. */
     for (size_t i = s->n_regions; i-- > 0;) {
         const struct vhdx_range *g = &s->regions[i];
@@ -183,11 +187,8 @@ static int region_check(struct vhdx_state *s, uint64_t start, uint64_t length, s
 
 static void region_register(struct vhdx_state *s, uint64_t start, uint64_t length)
 {
-    uint64_t end;
-    if (ckd_add(&end, start, length))
-        end = UINT64_MAX;
     s->regions[s->n_regions].start = start;
-    s->regions[s->n_regions].end = end;
+    s->regions[s->n_regions].end = region_end(start, length);
     s->n_regions++;
 }
 
@@ -438,12 +439,38 @@ out:
 
 /* ------------------------------------------------------------ BAT */
 
+/* qemu's largest offset a request may reach (INT64_MAX rounded down to its
+ * 1 GiB maximum alignment); past it a read fails with EIO. */
+#define VHDX_MAX_LENGTH (INT64_MAX & ~(((int64_t)1 << 30) - 1))
+
+static uint64_t bat_get(const struct vhdx_state *s, uint64_t i)
+{
+    return i < s->bat_loaded ? s->bat[i] : 0;
+}
+
+/* Entries past bat_loaded are stored only once a write sets them. */
+static int bat_set(struct vhdx_state *s, uint64_t i, uint64_t v)
+{
+    if (i >= s->bat_loaded) {
+        uint64_t n = max_u64(i + 1, min_u64(2 * (uint64_t)s->bat_loaded, s->bat_entries));
+        uint64_t *t = reallocarray(s->bat, (size_t)n, sizeof(*t));
+        if (!t)
+            return -ENOMEM;
+        memset(t + s->bat_loaded, 0, (size_t)(n - s->bat_loaded) * sizeof(*t));
+        s->bat = t;
+        s->bat_loaded = (uint32_t)n;
+    }
+    s->bat[i] = v;
+    return 0;
+}
+
 /* qemu's vhdx_check_bat_entries: every FULLY_PRESENT entry must lie inside
  * the file, and payload blocks must not overlap the log or the regions.
  * With errcnt NULL the first problem fails (open); else problems are
- * counted and logged (check). */
+ * counted and logged (check). Either way qemu reports each problem itself
+ * (error_report), so an open fails with only the errno of its own. */
 static int check_bat_entries(struct bds *bs, struct vhdx_state *s, int64_t *errcnt,
-                             struct blk_check_result *res, struct err *err)
+                             struct blk_check_result *res)
 {
     int64_t flen = vhdx_file_length(bs);
     uint64_t payblocks = s->chunk_ratio;
@@ -453,21 +480,25 @@ static int check_bat_entries(struct bds *bs, struct vhdx_state *s, int64_t *errc
     if (flen < 0) {
         if (res)
             blk_check_log(res, "qemu-img: Could not determinate VHDX image file size.");
-        return err_set(err, (int)-flen, "Could not determinate VHDX image file size.");
+        else
+            blk_message("%s: Could not determinate VHDX image file size.", blk_prog_name());
+        return (int)flen;
     }
 #define BAT_PROBLEM(...) do {                                           \
         snprintf(msg, sizeof(msg), __VA_ARGS__);                        \
         r = -EINVAL;                                                    \
-        if (!errcnt)                                                    \
-            return err_set(err, EINVAL, "%s", msg);                     \
+        if (!errcnt) {                                                  \
+            blk_message("%s: %s", blk_prog_name(), msg);                \
+            return r;                                                   \
+        }                                                               \
         blk_check_log(res, "qemu-img: %s", msg);                        \
         (*errcnt)++;                                                    \
     } while (0)
 
-    for (uint64_t i = 0; i < s->bat_entries; i++) {
-        if (vhdx_bat_state(s->bat[i]) != VHDX_PAYLOAD_FULLY_PRESENT)
+    for (uint64_t i = 0; i < s->bat_loaded; i++) {
+        if (vhdx_bat_state(bat_get(s, i)) != VHDX_PAYLOAD_FULLY_PRESENT)
             continue;
-        uint64_t off = vhdx_bat_offset(s->bat[i]);
+        uint64_t off = vhdx_bat_offset(bat_get(s, i));
         /* qemu measures the block against the BAT index (bitmap entries
          * included); when that passes the end the wrap gives block_size. */
         uint64_t left = bs->total_size - i * (uint64_t)s->block_size;
@@ -497,7 +528,7 @@ static int check_bat_entries(struct bds *bs, struct vhdx_state *s, int64_t *errc
 
 static int load_bat(struct bds *bs, struct vhdx_state *s)
 {
-    uint64_t blocks, bytes, end;
+    uint64_t blocks, bytes, held;
     uint8_t *raw;
     int64_t flen;
     int r;
@@ -525,20 +556,26 @@ static int load_bat(struct bds *bs, struct vhdx_state *s)
      * that fails with EIO. */
     if (s->bat_rt.length > VHDX_MAX_REQUEST)
         return -EIO;
+    if (s->bat_rt.file_offset > (uint64_t)VHDX_MAX_LENGTH - s->bat_rt.length)
+        return -EIO;
+    /* The region may run past the end of the file, whose reads give zeros
+     * (entries not present): keep only what the file holds, so the table
+     * never outgrows the file. */
     bytes = (uint64_t)s->bat_entries * 8;
     flen = vhdx_file_length(bs);
     if (flen < 0)
         return (int)flen;
-    /* Never allocate a table the file cannot hold. */
-    if (ckd_add(&end, s->bat_rt.file_offset, bytes) || end > (uint64_t)flen)
-        return -EINVAL;
+    held = (uint64_t)flen > s->bat_rt.file_offset ?
+           min_u64(bytes, (uint64_t)flen - s->bat_rt.file_offset) : 0;
+    s->bat_loaded = (uint32_t)div_round_up_u64(held, 8);
+    bytes = (uint64_t)s->bat_loaded * 8;
     s->bat = malloc(bytes ? (size_t)bytes : 1);
     raw = (uint8_t *)s->bat;
     if (!s->bat)
         return -ENOMEM;
     if (bytes && (r = blk_pread(bs->file, s->bat_rt.file_offset, bytes, raw)) < 0)
         return r;
-    for (uint64_t i = 0; i < s->bat_entries; i++)
+    for (uint64_t i = 0; i < s->bat_loaded; i++)
         s->bat[i] = get_le64(raw + i * 8);
     return 0;
 }
@@ -593,7 +630,7 @@ static int vhdx_open(struct bds *bs, struct kvopts *opts, int flags, struct err 
     bs->total_size = s->virtual_disk_size & ~(uint64_t)511;
     if ((r = load_bat(bs, s)) < 0)
         goto fail;
-    if (!(flags & BLK_O_CHECK) && (r = check_bat_entries(bs, s, NULL, NULL, err)) < 0)
+    if (!(flags & BLK_O_CHECK) && (r = check_bat_entries(bs, s, NULL, NULL)) < 0)
         goto fail;
     bs->request_alignment = 1;
     return 0;
@@ -626,9 +663,9 @@ static int64_t sector_run(struct bds *bs, struct vhdx_state *s, uint64_t off, ui
     uint64_t in = off & (s->block_size - 1), first = in / 512, i;
     int r;
 
-    if (sb_idx >= s->bat_entries || vhdx_bat_state(s->bat[sb_idx]) != VHDX_SB_PRESENT)
+    if (sb_idx >= s->bat_entries || vhdx_bat_state(bat_get(s, sb_idx)) != VHDX_SB_PRESENT)
         return -EIO;
-    at = vhdx_bat_offset(s->bat[sb_idx]) + (block & (s->chunk_ratio - 1)) * bytes;
+    at = vhdx_bat_offset(bat_get(s, sb_idx)) + (block & (s->chunk_ratio - 1)) * bytes;
     if (at < VHDX_HEADER_SECTION_END)
         return -EIO;
     if (s->sb_offset != at) {
@@ -656,7 +693,7 @@ static int locate(struct bds *bs, struct vhdx_state *s, uint64_t off, uint64_t *
 
     if (idx < 0)
         return (int)idx;
-    switch (vhdx_bat_state(s->bat[idx])) {
+    switch (vhdx_bat_state(bat_get(s, idx))) {
     case VHDX_PAYLOAD_ZERO:
         return 2;
     case VHDX_PAYLOAD_FULLY_PRESENT:
@@ -681,7 +718,7 @@ static int locate(struct bds *bs, struct vhdx_state *s, uint64_t off, uint64_t *
     default:
         return -EIO;
     }
-    *host = vhdx_bat_offset(s->bat[idx]);
+    *host = vhdx_bat_offset(bat_get(s, idx));
     if (*host < VHDX_HEADER_SECTION_END)
         return -EIO;
     *host += off & (s->block_size - 1);
@@ -757,7 +794,7 @@ static int vhdx_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 
         if (idx < 0)
             return (int)idx;
-        switch (vhdx_bat_state(s->bat[idx])) {
+        switch (vhdx_bat_state(bat_get(s, idx))) {
         case VHDX_PAYLOAD_NOT_PRESENT:
         case VHDX_PAYLOAD_UNDEFINED:
         case VHDX_PAYLOAD_UNMAPPED:
@@ -766,7 +803,7 @@ static int vhdx_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
             memset(p, 0, (size_t)n);
             break;
         case VHDX_PAYLOAD_FULLY_PRESENT: {
-            uint64_t host = vhdx_bat_offset(s->bat[idx]);
+            uint64_t host = vhdx_bat_offset(bat_get(s, idx));
             if (host < VHDX_HEADER_SECTION_END)
                 return -EIO;
             if ((r = blk_pread(bs->file, host + in, n, p)) < 0)
@@ -786,7 +823,7 @@ static int vhdx_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
 static int write_bat_entry(struct bds *bs, struct vhdx_state *s, uint64_t idx)
 {
     uint8_t le[8];
-    put_le64(le, s->bat[idx]);
+    put_le64(le, bat_get(s, idx));
     return vhdx_log_write_and_flush(bs, s, le, sizeof(le), s->bat_rt.file_offset + idx * 8);
 }
 
@@ -807,9 +844,9 @@ static int vhdx_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *b
 
         if (idx < 0)
             return (int)idx;
-        switch (vhdx_bat_state(s->bat[idx])) {
+        switch (vhdx_bat_state(bat_get(s, idx))) {
         case VHDX_PAYLOAD_FULLY_PRESENT:
-            host = vhdx_bat_offset(s->bat[idx]);
+            host = vhdx_bat_offset(bat_get(s, idx));
             if (host < VHDX_HEADER_SECTION_END)
                 return -EFAULT;
             if ((r = blk_pwrite(bs->file, host + in, n, p, 0)) < 0)
@@ -823,7 +860,7 @@ static int vhdx_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *b
             /* New block at the 1 MiB-aligned end of the file; growing the
              * file makes the rest of the block read as zeros. */
             int64_t flen = blk_getlength(bs->file);
-            uint64_t old = s->bat[idx], end;
+            uint64_t old = bat_get(s, idx), end;
             if (flen < 0)
                 return (int)flen;
             if ((uint64_t)flen > (uint64_t)INT64_MAX - VHDX_MiB)
@@ -838,7 +875,8 @@ static int vhdx_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *b
                 return r;
             if ((r = blk_flush(bs->file)) < 0)
                 return r;
-            s->bat[idx] = host | VHDX_PAYLOAD_FULLY_PRESENT;
+            if ((r = bat_set(s, (uint64_t)idx, host | VHDX_PAYLOAD_FULLY_PRESENT)) < 0)
+                return r;
             if ((r = write_bat_entry(bs, s, (uint64_t)idx)) < 0) {
                 s->bat[idx] = old;
                 return r;
@@ -874,7 +912,7 @@ static int vhdx_check(struct bds *bs, struct blk_check_result *res, int fix, str
     /* A dirty log was replayed by the read-write open that check -r does. */
     if (s->log_replayed_on_open)
         res->corruptions_fixed++;
-    check_bat_entries(bs, s, &res->corruptions, res, NULL);
+    check_bat_entries(bs, s, &res->corruptions, res);
     return 0;
 }
 
@@ -883,7 +921,7 @@ static bool vhdx_has_zero_init(struct bds *bs)
     struct vhdx_state *s = bs->opaque;
     if (!s->bat_entries)
         return true;
-    if (vhdx_bat_state(s->bat[0]) == VHDX_PAYLOAD_FULLY_PRESENT)
+    if (vhdx_bat_state(bat_get(s, 0)) == VHDX_PAYLOAD_FULLY_PRESENT)
         return blk_has_zero_init(bs->file);     /* fixed */
     return true;
 }

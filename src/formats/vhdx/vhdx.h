@@ -207,7 +207,11 @@ struct vhdx_state {
     struct vhdx_guid page83;
 
     uint32_t bat_entries;
-    uint64_t *bat;                  /* host-endian copy of the BAT */
+    /* Host-endian copy of the BAT's first bat_loaded entries: those the
+     * file holds (a region may run past its end, which reads as zeros) and
+     * any a write set since; the others are 0 (not present). */
+    uint64_t *bat;
+    uint32_t bat_loaded;
 
     /* Differencing images (read-only, beyond qemu 7.2): the parent comes
      * from the parent locator; sb holds the sector bitmap bytes of one
