@@ -21,14 +21,21 @@ trap 'rm -rf "$tmp"' EXIT
 cd "$tmp"
 
 SECRET=(--object secret,id=sec0,data=qimg-fuzz)
+# strip_zeros FILE: drop the zeros a file ends with (the mem protocol of the
+# fuzz targets reads zeros past the end)
+strip_zeros() { python3 -c 'import sys; d=open(sys.argv[1],"rb").read().rstrip(b"\0"); open(sys.argv[1],"wb").write(d)' "$1"; }
 
 img() {
-    # qemu's PBKDF benchmark fails on a busy machine ("Unable to get accurate
-    # CPU usage"): retry encrypted creates with longer iteration times
-    if [[ "$*" == *iter-time=10* ]]; then
+    # Encrypted images use iter-time=1: PBKDF2 iterations at qemu's floor of
+    # 1000 for the key digest and a few thousand per key slot, instead of
+    # hundreds of thousands, so unlocking costs milliseconds, not seconds, of
+    # a fuzz input (fuzz/README.md). qemu's PBKDF benchmark fails
+    # now and then on a busy machine ("Unable to get accurate CPU usage"):
+    # encrypted creates and amends are retried.
+    if [[ "$*" == *iter-time=1* ]]; then
         local t
-        for t in 10 50 200 1000; do
-            "$QEMU_IMG" "${@//iter-time=10/iter-time=$t}" >/dev/null 2>&1 && return 0
+        for t in 1 2 3 4 5; do
+            "$QEMU_IMG" "$@" >/dev/null 2>&1 && return 0
         done
     fi
     "$QEMU_IMG" "$@" >/dev/null
@@ -110,10 +117,14 @@ put qcow2 bitmaps q2-bm.qcow2
 # metadata preallocation
 img create -f qcow2 -o cluster_size=4k,preallocation=metadata q2-pre.qcow2 64k
 put qcow2 prealloc q2-pre.qcow2
-# encryption: luks inside qcow2 and legacy aes
-img create "${SECRET[@]}" -f qcow2 -o cluster_size=4k,encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10 q2-luks.qcow2 64k
+# encryption: luks inside qcow2 (aes-128-cbc keeps the LUKS header at
+# 0.5 MiB; libFuzzer cuts seeds at 1 MiB) and legacy aes
+img create "${SECRET[@]}" -f qcow2 -o cluster_size=4k,encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=1,encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv q2-luks.qcow2 64k
 fill_secret "driver=qcow2,encrypt.key-secret=sec0,file.filename=q2-luks.qcow2"
 put qcow2 luks q2-luks.qcow2
+img create "${SECRET[@]}" -f qcow2 -o cluster_size=4k,encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=1 q2-luks-xts.qcow2 64k
+strip_zeros q2-luks-xts.qcow2
+put qcow2 luks-xts-empty q2-luks-xts.qcow2
 img create "${SECRET[@]}" -f qcow2 -o cluster_size=4k,encrypt.format=aes,encrypt.key-secret=sec0 q2-aes.qcow2 64k 2>/dev/null && \
     put qcow2 aes q2-aes.qcow2 || true
 
@@ -196,7 +207,6 @@ cd ..
 
 # ---- vhdx (the tail of an image is zeros: drop it, the mem protocol reads
 # zeros past the end)
-strip_zeros() { python3 -c 'import sys; d=open(sys.argv[1],"rb").read().rstrip(b"\0"); open(sys.argv[1],"wb").write(d)' "$1"; }
 img create -f vhdx -o block_size=1M,log_size=1M vhdx.vhdx 2M && fill vhdx.vhdx vhdx
 strip_zeros vhdx.vhdx
 seed vhdx dynamic vhdx.vhdx
@@ -218,18 +228,103 @@ put vpc fixed vpc-f.vhd
 img create -f vpc -o force_size=on vpc-fs.vhd 1M
 put vpc force-size vpc-fs.vhd
 
-# ---- parallels
+# ---- parallels: a few clusters each; qemu-img writes the
+# "WithouFreSpacExt" magic (BAT in clusters) and no Format Extension, the
+# variants are derived from its images (par_variant)
 img create -f parallels -o cluster_size=4k par.img 256k && fill par.img parallels
 seed parallels plain par.img
-img create -f parallels par-1m.img 2M && fill par-1m.img parallels
-put parallels 1m par-1m.img
+img create -f parallels -o cluster_size=1k par-1k.img 64k && fill par-1k.img parallels
+put parallels c1k par-1k.img
+img create -f parallels -o cluster_size=64k par-64k.img 256k
+"$QEMU_IO" -f parallels -c 'write -P 0x11 0 4k' -c 'write -P 0x22 130k 8k' par-64k.img >/dev/null
+put parallels c64k par-64k.img
+img create -f parallels -o cluster_size=4k par-empty.img 64k
+put parallels empty par-empty.img
+# par_variant IN OUT KIND: "old" = the "WithoutFreeSpace" magic (BAT in
+# sectors); "ext" = a Format Extension cluster with no features;
+# "ext-bitmap" = one with a dirty bitmap feature whose L1 entries are
+# all-ones or a data cluster; "dirty" = marked in use. The extension cluster
+# is appended; its checksum is the MD5 of the cluster after its 24-byte
+# header.
+par_variant() {
+    python3 - "$@" <<'PYEOF'
+import hashlib, struct, sys
+src, dst, kind = sys.argv[1:4]
+d = bytearray(open(src, "rb").read())
+tracks, nbat = struct.unpack_from("<II", d, 28)
+nb_sectors = struct.unpack_from("<Q", d, 36)[0]
+cs = tracks * 512
+if kind == "old":
+    d[0:16] = b"WithoutFreeSpace"
+    for i in range(nbat):
+        e = struct.unpack_from("<I", d, 64 + 4 * i)[0]
+        struct.pack_into("<I", d, 64 + 4 * i, e * tracks)
+elif kind == "dirty":
+    struct.pack_into("<I", d, 44, 0x746F6E59)
+else:
+    d += bytes(-len(d) % cs)
+    feats = b""
+    if kind == "ext-bitmap":
+        data_sector = (len(d) + cs) // 512       # the cluster after the extension
+        gran = 8                                  # sectors (4 KiB)
+        bits = -(-nb_sectors // gran)
+        ser = -(-bits // 64) * 8                  # serialized in 64-bit words
+        l1 = [1 if i % 2 == 0 else data_sector for i in range(-(-ser // cs))]
+        if len(l1) == 1:
+            l1 = [data_sector]
+        body = struct.pack("<Q16sII", nb_sectors, bytes(range(16)), gran, len(l1))
+        body += b"".join(struct.pack("<Q", e) for e in l1)
+        feats += struct.pack("<QQII", 0x20385FAE252CB34A, 0, len(body), 0) + body
+        feats += bytes(-len(feats) % 8)
+    feats += struct.pack("<QQII", 0, 0, 0, 0)
+    rest = feats + bytes(cs - 24 - len(feats))
+    ext_sector = len(d) // 512
+    d += struct.pack("<Q", 0xAB234CEF23DCEA87) + hashlib.md5(rest).digest() + rest
+    if kind == "ext-bitmap":
+        d += bytes([0x5A, 0xC3]) * (cs // 2)
+    struct.pack_into("<Q", d, 56, ext_sector)
+open(dst, "wb").write(d)
+PYEOF
+}
+par_variant par.img par-old.img old
+put parallels old-magic par-old.img
+par_variant par-1k.img par-1k-old.img old
+put probe parallels-old-magic par-1k-old.img
+par_variant par.img par-ext.img ext
+put parallels ext par-ext.img
+par_variant par.img par-ext-bm.img ext-bitmap
+put parallels ext-bitmap par-ext-bm.img
+par_variant par-old.img par-old-ext.img ext
+put parallels old-magic-ext par-old-ext.img
+par_variant par-1k.img par-dirty.img dirty
+put parallels dirty par-dirty.img
 
-# ---- luks (passphrase qimg-fuzz, the cheapest PBKDF)
-img create "${SECRET[@]}" -f luks -o key-secret=sec0,iter-time=10 luks.img 64k
+# ---- luks (passphrase qimg-fuzz, iter-time=1: 1000 to a few thousand
+# PBKDF2 iterations). The payload starts after the 8 key slots' material
+# (key length * 4000 bytes each): past 1 MiB, where libFuzzer cuts seeds
+# without -max_len, for 32- and 64-byte keys (XTS), so most seeds use 16-byte
+# keys (XTS is seeded through qcow2's luks-xts-empty, where the payload is
+# not behind the header).
+img create "${SECRET[@]}" -f luks -o key-secret=sec0,iter-time=1 luks.img 64k
 fill_secret "driver=luks,key-secret=sec0,file.filename=luks.img"
 seed luks aes-xts luks.img
-img create "${SECRET[@]}" -f luks -o key-secret=sec0,iter-time=10,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256 luks-cbc.img 64k
+img create "${SECRET[@]}" -f luks -o key-secret=sec0,iter-time=1,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha256 luks-cbc.img 64k
+fill_secret "driver=luks,key-secret=sec0,file.filename=luks-cbc.img"
 put luks aes-cbc-essiv luks-cbc.img
+img create "${SECRET[@]}" -f luks -o key-secret=sec0,iter-time=1,cipher-alg=aes-128,cipher-mode=ctr,ivgen-alg=plain,hash-alg=sha1 luks-ctr.img 64k
+fill_secret "driver=luks,key-secret=sec0,file.filename=luks-ctr.img"
+put luks aes-ctr-plain-sha1 luks-ctr.img
+if img create "${SECRET[@]}" -f luks -o key-secret=sec0,iter-time=1,cipher-alg=twofish-128,cipher-mode=cbc,ivgen-alg=plain64,hash-alg=sha512 luks-tf.img 64k; then
+    fill_secret "driver=luks,key-secret=sec0,file.filename=luks-tf.img"
+    put luks twofish-cbc-sha512 luks-tf.img
+fi
+# the passphrase in key slot 3 only: slot 0 (another passphrase) is tried first
+img create --object secret,id=sec1,data=other-pass -f luks -o key-secret=sec1,iter-time=1,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=plain64 luks-2slot.img 64k
+img amend "${SECRET[@]}" --object secret,id=sec1,data=other-pass \
+    -o state=active,new-secret=sec0,keyslot=3,iter-time=1 \
+    --image-opts "driver=luks,key-secret=sec1,file.filename=luks-2slot.img"
+fill_secret "driver=luks,key-secret=sec0,file.filename=luks-2slot.img"
+put luks slot3 luks-2slot.img
 
 # ---- read-only formats qemu-img cannot create (bochs, cloop, dmg): the
 # deterministic images of the interop tests, hostile variants included
@@ -254,7 +349,7 @@ done
 i=0
 for s in 'size=1G,cluster_size=64k,lazy_refcounts=on' 'a=1,b=x,,y' 'help' '?' 'nofoo,bar' \
          'backing_file=a,,b,backing_fmt=qcow2' 'compat=1.1,refcount_bits=16,size=0x100000' \
-         'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10' ',' 'a=,b=' \
+         'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=1' ',' 'a=,b=' \
          'file.filename=x,driver=qcow2' 'size=-1' 'cluster_size=1.5k' 'lazy_refcounts=maybe' \
          'subformat=streamOptimized,zeroed_grain=on,adapter_type=lsilogic,hwversion=undefined'; do
     printf '%s' "$s" >"$out/kvopts/k$i"; i=$((i + 1))

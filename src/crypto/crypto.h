@@ -79,6 +79,12 @@ uint64_t crypto_pbkdf2_count_iters(enum crypto_hash h, const void *key, size_t n
  * QIMG_TEST_PBKDF_RATE=<per second> does the same for a whole run (the
  * interop scenarios that create dozens of LUKS images use it). */
 void crypto_pbkdf2_set_fixed_rate(uint64_t per_sec);
+/* Fuzz targets only (qimg never calls it): bound what hostile LUKS headers
+ * cost. From then on crypto_pbkdf2() refuses more than max_per_call
+ * iterations, answers repeated derivations from a small memo (PBKDF2 is a
+ * pure function; the targets open one image many times) and refuses work
+ * once budget iterations have been computed; each call re-arms the budget. */
+void crypto_pbkdf2_set_fuzz_limits(uint64_t max_per_call, uint64_t budget);
 
 /* A keyed cipher. XTS keys are two keys back to back (data key, tweak key). */
 struct crypto_cipher;

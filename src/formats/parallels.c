@@ -62,6 +62,24 @@ static int64_t bat2sect(const struct prl_state *s, uint32_t idx)
     return (int64_t)((uint64_t)get_le32(s->header + bat_entry_off(idx)) * s->off_multiplier);
 }
 
+/* The first BAT index at or after idx, below end, whose entry is not zero
+ * (end if none): runs of zero entries, most of a sparse or forged catalog,
+ * are skipped 64 at a time. */
+static uint32_t next_used(const struct prl_state *s, uint32_t idx, uint32_t end)
+{
+    static const uint8_t zeros[256];
+
+    while (idx < end) {
+        uint32_t n = end - idx < 64 ? end - idx : 64;
+        if (memcmp(s->header + bat_entry_off(idx), zeros, 4 * (size_t)n))
+            break;
+        idx += n;
+    }
+    while (idx < end && !get_le32(s->header + bat_entry_off(idx)))
+        idx++;
+    return idx;
+}
+
 /* Zero a file range so that it is allocated, as qemu's fallocate
  * (ZERO_RANGE) does; only where that is unsupported may it stay a hole. */
 static int zero_fill(struct bds *file, uint64_t off, uint64_t len)
@@ -159,32 +177,34 @@ static int read_format_extension(struct bds *bs, uint64_t ext_off, struct err *e
 {
     struct prl_state *s = pst(bs);
     uint64_t off = ext_off << 9;   /* wraps as qemu's shift does */
-    uint8_t *buf;
+    uint8_t magic[8];
     int r;
 
     /* qemu asserts on an offset that is not positive as int64 */
     if (off == 0 || off > (uint64_t)INT64_MAX)
         return err_set_errno(err, EIO, "Failed to read Format Extension cluster");
-    buf = malloc(s->cluster_size);
-    if (!buf)
-        return -ENOMEM;
-    r = blk_pread(bs->file, off, s->cluster_size, buf);
+    /* Only the magic is needed, not the whole cluster (up to 2 GiB); a
+     * cluster reaching past the request limit fails as qemu's read of it. */
+    if (off > BLK_MAX_LENGTH || s->cluster_size > BLK_MAX_LENGTH - off)
+        return err_set_errno(err, EIO, "Failed to read Format Extension cluster");
+    r = blk_pread(bs->file, off, sizeof(magic), magic);
     if (r < 0) {
         err_set_errno(err, -r, "Failed to read Format Extension cluster");
-    } else if (get_le64(buf) != PRL_EXT_MAGIC) {
+    } else if (get_le64(magic) != PRL_EXT_MAGIC) {
         r = err_set(err, EINVAL, "Wrong parallels Format Extension magic: 0x%" PRIx64
-                    ", expected: 0x%llx", get_le64(buf), PRL_EXT_MAGIC);
+                    ", expected: 0x%llx", get_le64(magic), PRL_EXT_MAGIC);
     }
-    free(buf);
     return r < 0 ? r : 0;
 }
+
+static void prl_close(struct bds *bs);
 
 static int prl_open(struct bds *bs, struct kvopts *opts, int flags, struct err *err)
 {
     struct prl_state *s = pst(bs);
     uint8_t ph[PRL_HEADER_LEN];
     uint64_t nb_sectors;
-    uint32_t size;
+    uint32_t size, in_file, scan;
     int64_t flen;
     int r;
 
@@ -211,13 +231,6 @@ static int prl_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
     s->bat_size = get_le32(ph + PH_BAT_ENTRIES);
     if (s->bat_size > INT32_MAX / 4)
         return err_set(err, EFBIG, "Catalog too large");
-    /* qemu's open ends with refresh_total_sectors: a size past its
-     * BDRV_MAX_LENGTH (INT64_MAX aligned down to 1 GiB) is EFBIG. A count
-     * that is negative as qemu's int64 keeps our own refusal. */
-    if (nb_sectors > (uint64_t)INT64_MAX)
-        return err_set(err, EFBIG, "Image too large");
-    if (nb_sectors > BLK_MAX_LENGTH / 512)
-        return err_set_errno(err, EFBIG, "Could not refresh total sector count");
 
     size = bat_entry_off(s->bat_size);
     s->header_size = (uint32_t)align_up_u64(size, PRL_MEM_ALIGN);
@@ -232,14 +245,21 @@ static int prl_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
         return err_set_errno(err, (int)-flen, "Could not get the file length");
     if (s->header_size > (uint64_t)flen + PRL_BAT_SLACK)
         return err_set(err, EFBIG, "Catalog too large");
-    s->header = malloc(s->header_size);
+    /* A BAT that runs past the end of the file reads as zeros there, as in
+     * qemu: only the part inside the file is read and scanned (zero entries
+     * change nothing), so a forged 16 MiB catalog over a small file costs
+     * no more than the file. */
+    s->header = calloc(1, s->header_size);
     if (!s->header)
         return -ENOMEM;
-    if ((r = blk_pread(bs->file, 0, s->header_size, s->header)) < 0) {
+    in_file = (uint32_t)min_u64(s->header_size, (uint64_t)flen);
+    if (in_file && (r = blk_pread(bs->file, 0, in_file, s->header)) < 0) {
         err_set_errno(err, -r, "Could not read the BAT");
         goto fail;
     }
-    for (uint32_t i = 0; i < s->bat_size; i++) {
+    scan = in_file <= PRL_HEADER_LEN ? 0
+           : (uint32_t)min_u64(s->bat_size, (in_file - PRL_HEADER_LEN + 3) / 4);
+    for (uint32_t i = next_used(s, 0, scan); i < scan; i = next_used(s, i + 1, scan)) {
         int64_t off = bat2sect(s, i);
         if (off >= s->data_end)
             s->data_end = off + s->tracks;
@@ -268,6 +288,25 @@ static int prl_open(struct bds *bs, struct kvopts *opts, int flags, struct err *
             err_set_errno(err, -r, "Could not update the Parallels header");
             goto fail;
         }
+    }
+    /* qemu checks the size only once its open succeeded (bdrv_open_driver's
+     * refresh_total_sectors): a byte count past its BDRV_MAX_LENGTH
+     * (INT64_MAX aligned down to 1 GiB), computed in 64-bit unsigned
+     * arithmetic that wraps, is EFBIG, and the image is closed again (a
+     * read-write open writes the header back unmarked). A count whose
+     * product wraps below the limit passes there, and every later length
+     * query fails with EFBIG: a total size past INT64_MAX does that here.
+     * A count negative as qemu's int64 keeps our own refusal. */
+    if (nb_sectors > BLK_MAX_LENGTH / 512) {
+        if (nb_sectors << 9 <= BLK_MAX_LENGTH && nb_sectors <= (uint64_t)INT64_MAX) {
+            bs->total_size = UINT64_MAX;
+            bs->request_alignment = 512;
+            return 0;
+        }
+        prl_close(bs);
+        if (nb_sectors << 9 <= BLK_MAX_LENGTH)
+            return err_set(err, EFBIG, "Image too large");
+        return err_set_errno(err, EFBIG, "Could not refresh total sector count");
     }
     bs->total_size = nb_sectors * 512;
     bs->request_alignment = 512;
@@ -418,7 +457,13 @@ static int prl_check(struct bds *bs, struct blk_check_result *res, int fix, stru
     res->total_clusters = s->bat_size;
     res->has_total_clusters = true;
     for (uint32_t i = 0; i < s->bat_size; i++) {
-        int64_t off = bat2sect(s, i) * 512;
+        int64_t off;
+        if (!get_le32(s->header + bat_entry_off(i))) {
+            prev_off = 0;
+            i = next_used(s, i, s->bat_size) - 1;
+            continue;
+        }
+        off = bat2sect(s, i) * 512;
         if (off == 0) {
             prev_off = 0;
             continue;

@@ -181,11 +181,11 @@ static int raw_create(const char *filename, struct kvopts *opts, struct err *err
 static int raw_measure(struct kvopts *opts, struct bds *in, uint64_t size,
                        struct blk_measure *out, struct err *err)
 {
-    (void)opts; (void)err;
+    (void)opts;
     if (in) {
         int64_t len = blk_getlength(in);
         if (len < 0)
-            return (int)len;
+            return err_set_errno(err, (int)-len, "Unable to get image size");
         size = (uint64_t)len;
     }
     size = align_up_u64(size, 512);     /* whole sectors, as qemu */

@@ -101,6 +101,24 @@ hdr h-ext.prl 56 "$(le64 $((8 << 32)))"
 hdr h-extdata.prl 56 "$(le64 1)"
 fixture cp h-ext.prl h-extrw.prl
 same "Format Extension in a read-write open: check -r all" -- check -r all h-extrw.prl
+# qemu checks the size after the rest of its open (bdrv_open_driver's
+# refresh_total_sectors, in wrapping 64-bit arithmetic): a Format Extension
+# error comes first, and a read-write open is closed again (unmarked)
+hdr h-sectorsall.prl 36 "$(le64 -1)"
+# a sector count whose byte count wraps below the limit opens; the size
+# queries then fail (EFBIG)
+hdr h-sectorswrap.prl 36 "$(le64 $(((1 << 58) + 8192)))"
+same "sectors whose byte count wraps: check" -- check h-sectorswrap.prl
+fixture cp h-ext.prl h-extsectors.prl
+fixture poke h-extsectors.prl 36 "$(le64 $((0x6cf6fbba00002000)))"
+same "sectors past the limit after a Format Extension error: info" -- info h-extsectors.prl
+same "sectors past the limit, read-write: the warning first" -- check -r all h-extsectors.prl
+fixture cp q.prl h-uncleansectors.prl
+fixture poke h-uncleansectors.prl 44 "$(le32 $((0x746F6E59)))"
+fixture poke h-uncleansectors.prl 36 "$(le64 $((0x6cf6fbba00002000)))"
+same "sectors past the limit, unclean: check -r all" -- check -r all h-uncleansectors.prl
+check "sectors past the limit, unclean: bytes equal qemu-img's" \
+    cmp "$A/h-uncleansectors.prl" "$B/h-uncleansectors.prl"
 fixture truncate -s 40 tiny.prl
 same "truncated header" -- info -f parallels tiny.prl
 
