@@ -22,8 +22,18 @@
  *   5. commit: reopen the backing node read-write, copy what the top
  *              allocates into it (as commit does), empty the top.
  * Work per input is bounded (requests, bytes, walk steps; the mem files
- * stop growing at MEM_RW_CAP, an -ENOSPC the drivers must handle). Any
- * crash, sanitizer report, leak or hang is a bug in the drivers. */
+ * stop growing at MEM_RW_CAP, an -ENOSPC the drivers must handle).
+ *
+ * Write faults: about half the passes (chosen by the input's hash, or by a
+ * "write-faults" part, see fuzz.h) run with the mem protocol's write faults
+ * armed from before the open to after the close: the n-th write, zero
+ * write, discard, truncate or flush fails with EIO (or, growing the file,
+ * ENOSPC), once or from then on. Every step must fail cleanly. Then the
+ * faults are disarmed and, if one hit, the image left behind is reopened
+ * with its backing chain and read, and checked: it must open or be refused
+ * cleanly (check may find corruption and leaks).
+ *
+ * Any crash, sanitizer report, leak or hang is a bug in the drivers. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -51,6 +61,16 @@
 static uint8_t *buf;                    /* MAX_READ bytes */
 static bool tracing;                    /* FUZZ_RW_TRACE=1: each step's result on stderr */
 static uint8_t *pattern;                /* MAX_LEN bytes */
+static uint64_t fault_seed;             /* the input's hash, for the write faults */
+
+/* The passes, as bits of a "write-faults" part's PASSES. */
+enum {
+    PASS_REPAIR = 1,
+    PASS_WRITE = 2,
+    PASS_RESIZE = 4,
+    PASS_META = 8,
+    PASS_COMMIT = 16,
+};
 
 /* The input's hash drives every choice: the same input, the same run. */
 struct rng {
@@ -154,18 +174,89 @@ static void recheck(void)
     blk_close(bs);
 }
 
+/* Arm the write faults for one pass (right after its fuzz_mem_setup_rw):
+ * the input's "write-faults" part decides if it has one, else the hash arms
+ * about half the passes, counting every kind of call or one, after 0..255
+ * calls, once or sticky, sometimes as a full disk. */
+static void arm_faults(unsigned pass)
+{
+    long n;
+    unsigned flags;
+
+    if (fuzz_write_faults_set) {
+        if (!((unsigned long)fuzz_write_faults[2] & pass))
+            return;
+        n = fuzz_write_faults[0];
+        flags = (unsigned)fuzz_write_faults[1];
+    } else {
+        struct rng r = { fault_seed ^ (pass * 0x5746u) };
+        if (rng_below(&r, 2))
+            return;
+        n = (long)rng_below(&r, 1ull << rng_below(&r, 9));
+        flags = rng_below(&r, 4) ? MEM_FAULT_KINDS : 1u << rng_below(&r, 4);
+        if (rng_below(&r, 2))
+            flags |= MEM_FAULT_STICKY;
+        if (rng_below(&r, 4) == 0)
+            flags |= MEM_FAULT_ENOSPC;
+    }
+    if (tracing)
+        fprintf(stderr, "rw: write faults after %ld calls, flags %#x\n", n, flags);
+    mem_set_write_faults(n, flags);
+}
+
+/* Disarm the write faults; true if one hit during the pass. */
+static bool disarm_faults(void)
+{
+    unsigned long hits = mem_write_faults_hit();
+
+    mem_set_write_faults(-1, 0);
+    if (tracing && hits)
+        fprintf(stderr, "rw: %lu write faults hit\n", hits);
+    return hits > 0;
+}
+
+/* After a pass that failed writes: the image must open with its backing
+ * chain (or be refused cleanly) and read, start and end. */
+static void reopen_read(void)
+{
+    struct bds *bs = open_image(0);
+    int64_t len;
+
+    if (!bs)
+        return;
+    len = blk_getlength(bs);
+    if (len > 0) {
+        uint64_t n = min_u64((uint64_t)len, MAX_READ);
+        if (tr("read start", blk_pread(bs, 0, n, buf)) == 0 && (uint64_t)len > n)
+            tr("read end", blk_pread(bs, (uint64_t)len - n, n, buf));
+    }
+    blk_close(bs);
+}
+
+/* The end of a pass: faults off, then the image as the pass left it. */
+static void after_pass(bool always_check)
+{
+    bool hit = disarm_faults();
+
+    if (hit)
+        reopen_read();
+    if (hit || always_check)
+        recheck();
+}
+
 static void pass_repair(const uint8_t *data, size_t size)
 {
     struct bds *bs;
 
     fuzz_mem_setup_rw(data, size);
+    arm_faults(PASS_REPAIR);
     bs = open_image(BLK_O_CHECK | BLK_O_RDWR);
-    if (!bs)
-        return;
-    check_node(bs, BLK_FIX_LEAKS | BLK_FIX_ERRORS);
-    blk_flush(bs);
-    blk_close(bs);
-    recheck();
+    if (bs) {
+        check_node(bs, BLK_FIX_LEAKS | BLK_FIX_ERRORS);
+        blk_flush(bs);
+        blk_close(bs);
+    }
+    after_pass(bs != NULL);
 }
 
 struct range {
@@ -282,12 +373,19 @@ static void pass_write(const uint8_t *data, size_t size, uint64_t seed)
     struct bds *bs;
 
     fuzz_mem_setup_rw(data, size);
+    arm_faults(PASS_WRITE);
     bs = open_image(BLK_O_RDWR);
-    if (!bs)
+    if (!bs) {
+        after_pass(false);
         return;
+    }
     write_ops(bs, &r, done, &ndone);
     blk_flush(bs);
     blk_close(bs);
+    if (disarm_faults()) {
+        reopen_read();
+        ndone = 0;      /* "written" data a later failure may have lost */
+    }
     read_back(done, ndone);
     recheck();
 }
@@ -322,9 +420,12 @@ static void pass_resize(const uint8_t *data, size_t size, uint64_t seed)
     int64_t cur;
 
     fuzz_mem_setup_rw(data, size);
+    arm_faults(PASS_RESIZE);
     bs = open_image(BLK_O_RDWR);
-    if (!bs)
+    if (!bs) {
+        after_pass(false);
         return;
+    }
     cur = blk_getlength(bs);
     if (cur <= 0)
         goto out;
@@ -343,7 +444,7 @@ static void pass_resize(const uint8_t *data, size_t size, uint64_t seed)
     blk_flush(bs);
 out:
     blk_close(bs);
-    recheck();
+    after_pass(true);
 }
 
 static void snapshots(struct bds *bs, struct rng *r)
@@ -446,9 +547,12 @@ static void pass_meta(const uint8_t *data, size_t size, uint64_t seed)
     if (!strcmp(FUZZ_FORMAT, "luks"))
         return;
     fuzz_mem_setup_rw(data, size);
+    arm_faults(PASS_META);
     bs = open_image(BLK_O_RDWR);
-    if (!bs)
+    if (!bs) {
+        after_pass(false);
         return;
+    }
     snapshots(bs, &r);
     bitmaps(bs, &r);
     amend(bs, &r);
@@ -463,7 +567,7 @@ static void pass_meta(const uint8_t *data, size_t size, uint64_t seed)
     }
     blk_flush(bs);
     blk_close(bs);
-    recheck();
+    after_pass(true);
 }
 
 /* Commit: what the top allocates above its backing goes into it. */
@@ -477,9 +581,12 @@ static void pass_commit(const uint8_t *data, size_t size)
     if (!blk_driver_supports_backing(blk_find_format(FUZZ_FORMAT)))
         return;
     fuzz_mem_setup_rw(data, size);
+    arm_faults(PASS_COMMIT);
     bs = open_image(BLK_O_RDWR);
-    if (!bs)
+    if (!bs) {
+        after_pass(false);
         return;
+    }
     base = bs->backing;
     err_init(&e);
     if (!base || tr("reopen base", blk_reopen(base, BLK_O_RDWR, &e)) < 0)
@@ -517,6 +624,7 @@ static void pass_commit(const uint8_t *data, size_t size)
     }
 out:
     blk_close(bs);
+    after_pass(false);
 }
 
 int FUZZ_ENTRY(const uint8_t *data, size_t size)
@@ -524,6 +632,7 @@ int FUZZ_ENTRY(const uint8_t *data, size_t size)
     uint64_t seed = hash_input(data, size);
 
     setup_once();
+    fault_seed = seed ^ 0x7772666175ull;
     pass_repair(data, size);
     pass_write(data, size, seed);
     pass_resize(data, size, seed);

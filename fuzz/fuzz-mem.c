@@ -5,13 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto/crypto.h"
 #include "fuzz/fuzz.h"
 #include "protocols/mem.h"
 
 #define MAX_PARTS 15
 #define MAX_NAME 64
+/* PBKDF2 iterations: per derivation and per pass computed (not memoised).
+ * The seeds' LUKS headers (iter-time=1) ask for 1000 to about 10000 per key
+ * slot, and under ASan each costs some 15 us (OpenSSL allocates per
+ * iteration); a hostile header may ask for 2^31 per slot, eight slots. */
+#define MAX_PBKDF_ITERS 16384
+#define PBKDF_BUDGET 65536
 
 long fuzz_fail_after = -1;
+bool fuzz_write_faults_set;
+long fuzz_write_faults[3];
 static char part_names[MAX_PARTS][MAX_NAME + 8];
 
 static const uint8_t *find_sep(const uint8_t *p, const uint8_t *end)
@@ -32,7 +41,9 @@ static int setup(const uint8_t *data, size_t size, bool writable)
 
     mem_file_clear();
     mem_set_exclusive(true);
+    crypto_pbkdf2_set_fuzz_limits(MAX_PBKDF_ITERS, PBKDF_BUDGET);
     fuzz_fail_after = -1;
+    fuzz_write_faults_set = false;
     if (add(FUZZ_IMAGE, data, sep ? (size_t)(sep - data) : size, writable) == 0)
         nfiles++;
     while (sep && nparts < MAX_PARTS) {
@@ -51,6 +62,16 @@ static int setup(const uint8_t *data, size_t size, bool writable)
             memcpy(num, body, k);
             num[k] = '\0';
             fuzz_fail_after = strtol(num, NULL, 10);
+            continue;
+        }
+        if (nlen == 12 && !memcmp(name, "write-faults", 12)) {
+            char num[72], *p = num;
+            size_t k = blen < sizeof(num) - 1 ? blen : sizeof(num) - 1;
+            memcpy(num, body, k);
+            num[k] = '\0';
+            for (int i = 0; i < 3; i++)
+                fuzz_write_faults[i] = strtol(p, &p, 10);
+            fuzz_write_faults_set = true;
             continue;
         }
         snprintf(dst, MAX_NAME + 8, "%s%.*s", name[0] == '/' ? "" : "/fuzz/", nlen,

@@ -11,6 +11,11 @@
  * discard punches a hole without changing the size, truncate sets the size
  * (only growing unless exact), flush does nothing.
  *
+ * Write faults (mem_set_write_faults) make the n+1-th counted write, zero
+ * write, discard, truncate or flush of a writable file fail before it
+ * changes anything, so drivers' write error paths run too; they are
+ * counted under the same lock as the change itself.
+ *
  * Invariants: a read-only node's buffer lives at least as long as the node
  * (the caller's promise); reads past the end read as zeros, like the file
  * protocol; in a writable file the bytes from the end to the allocation's
@@ -44,6 +49,10 @@ static struct mem_file mem_files[MEM_MAX_FILES];
 static size_t mem_nfiles;
 static bool mem_exclusive;
 static long mem_reads_left = -1;
+static long mem_wfault_left = -1;       /* counted calls before the fault; < 0: off */
+static unsigned mem_wfault_flags;
+static bool mem_wfault_tripped;         /* sticky: failing from now on */
+static unsigned long mem_wfault_hits;
 static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int add_file(const char *name, const void *data, size_t len, bool writable, size_t cap)
@@ -96,10 +105,31 @@ void mem_file_clear(void)
     mem_nfiles = 0;
     mem_exclusive = false;
     mem_reads_left = -1;
+    mem_set_write_faults(-1, 0);
 }
 
 void mem_set_exclusive(bool on) { mem_exclusive = on; }
 void mem_set_fail_after(long n) { mem_reads_left = n; }
+
+void mem_set_write_faults(long n, unsigned flags)
+{
+    pthread_mutex_lock(&mem_lock);
+    mem_wfault_left = n;
+    mem_wfault_flags = n < 0 ? 0 : flags;
+    mem_wfault_tripped = false;
+    mem_wfault_hits = 0;
+    pthread_mutex_unlock(&mem_lock);
+}
+
+unsigned long mem_write_faults_hit(void)
+{
+    unsigned long n;
+
+    pthread_mutex_lock(&mem_lock);
+    n = mem_wfault_hits;
+    pthread_mutex_unlock(&mem_lock);
+    return n;
+}
 
 struct mem_state {
     struct mem_file *f;
@@ -160,6 +190,29 @@ static int mem_pread(struct bds *bs, uint64_t off, uint64_t len, void *buf)
     return 0;
 }
 
+/* Writable files, under mem_lock: 0, or the error an armed write fault
+ * injects into this call of kind (MEM_FAULT_*) that would (grows) or would
+ * not extend the file. */
+static int write_fault(unsigned kind, bool grows)
+{
+    if (mem_wfault_left < 0 || !(mem_wfault_flags & kind))
+        return 0;
+    if ((mem_wfault_flags & MEM_FAULT_ENOSPC) && !grows)
+        return 0;
+    if (!mem_wfault_tripped) {
+        if (mem_wfault_left > 0) {
+            mem_wfault_left--;
+            return 0;
+        }
+        if (mem_wfault_flags & MEM_FAULT_STICKY)
+            mem_wfault_tripped = true;
+        else
+            mem_wfault_left = -1;       /* one transient failure */
+    }
+    mem_wfault_hits++;
+    return (mem_wfault_flags & MEM_FAULT_ENOSPC) ? -ENOSPC : -EIO;
+}
+
 /* Writable files, under mem_lock. Make room for end bytes: -ENOSPC past the
  * cap. The new tail of the allocation is zeroed (the file's invariant). */
 static int reserve(struct mem_file *f, uint64_t end)
@@ -206,7 +259,9 @@ static int mem_pwrite(struct bds *bs, uint64_t off, uint64_t len, const void *bu
     if (ckd_add(&end, off, len))
         return -EFBIG;
     lock_file(f);
-    r = reserve(f, end);
+    r = write_fault(MEM_FAULT_WRITE, end > f->len);
+    if (r == 0)
+        r = reserve(f, end);
     if (r == 0) {
         memcpy(f->copy + off, buf, (size_t)len);
         if (end > f->len)
@@ -229,6 +284,11 @@ static int zero_range(struct bds *bs, uint64_t off, uint64_t len, bool grow)
     if (ckd_add(&end, off, len))
         return -EFBIG;
     lock_file(f);
+    r = write_fault(MEM_FAULT_ZERO, grow && end > f->len);
+    if (r < 0) {
+        unlock_file(f);
+        return r;
+    }
     if (off < f->len)
         memset(f->copy + off, 0, (size_t)(min_u64(end, f->len) - off));
     if (grow && end > f->len) {
@@ -254,8 +314,15 @@ static int mem_discard(struct bds *bs, uint64_t off, uint64_t len)
 
 static int mem_flush(struct bds *bs)
 {
-    (void)bs;
-    return 0;
+    const struct mem_state *s = bs->opaque;
+    int r;
+
+    if (!s->f->writable)
+        return 0;
+    lock_file(s->f);
+    r = write_fault(MEM_FAULT_FLUSH, false);
+    unlock_file(s->f);
+    return r;
 }
 
 static int mem_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prealloc prealloc,
@@ -269,11 +336,13 @@ static int mem_truncate(struct bds *bs, uint64_t size, bool exact, enum blk_prea
     if (!f->writable)
         return err_set_errno(err, EROFS, "Could not resize file");
     lock_file(f);
-    if (!exact && size <= f->len) {
+    r = write_fault(MEM_FAULT_TRUNCATE, size > f->len);
+    if (r == 0 && !exact && size <= f->len) {
         unlock_file(f);
         return 0;
     }
-    r = reserve(f, size);
+    if (r == 0)
+        r = reserve(f, size);
     if (r == 0)
         set_len(bs, f, size);
     unlock_file(f);

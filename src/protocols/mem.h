@@ -33,4 +33,23 @@ void mem_set_exclusive(bool on);
  * (n < 0: never), to reach the error paths of drivers. */
 void mem_set_fail_after(long n);
 
+/* Write faults, on writable files only: the kinds of call that count. */
+#define MEM_FAULT_WRITE     0x01u   /* pwrite */
+#define MEM_FAULT_ZERO      0x02u   /* pwrite_zeroes and discard */
+#define MEM_FAULT_TRUNCATE  0x04u
+#define MEM_FAULT_FLUSH     0x08u
+#define MEM_FAULT_KINDS     0x0fu
+/* Modes: every counted call from the failing one on fails (a dead disk),
+ * not only that one (a transient error); only calls that would grow the
+ * file count, and they fail with -ENOSPC (a full disk). */
+#define MEM_FAULT_STICKY    0x10u
+#define MEM_FAULT_ENOSPC    0x20u
+/* After n counted calls succeed, the next one fails with -EIO (-ENOSPC
+ * under MEM_FAULT_ENOSPC) and changes nothing; n < 0 disarms. Counted
+ * calls are those whose kind is in flags, across all writable files.
+ * Read-only files never count. mem_file_clear() disarms. */
+void mem_set_write_faults(long n, unsigned flags);
+/* How many calls the write faults have failed since they were armed. */
+unsigned long mem_write_faults_hit(void);
+
 #endif

@@ -403,6 +403,13 @@ int qcow2_write_snapshots(struct bds *bs)
     }
     if ((r = sync_all(bs)) < 0)
         goto fail;
+    /* Fresh clusters must hold no metadata; on a hostile image (refcounts
+     * of zero under live metadata) they might: refuse, as qemu does, and
+     * keep them allocated (a leak) rather than discard metadata. */
+    if (size && (r = qcow2_overlap_check(bs, (uint64_t)off, size, false)) < 0) {
+        off = 0;
+        goto fail;
+    }
 
     /* Bytes between entries are not part of any entry: keep what the file
      * holds there, as qemu (which writes field by field) does. */
@@ -570,7 +577,10 @@ static int qcow2_snapshot_create(struct bds *bs, struct blk_snapshot *info, stru
     }
     sn.l1_offset = (uint64_t)l1_off;
     sn.l1_size = s->l1_size;
-    if ((r = write_l1_table(bs, sn.l1_offset, s->l1, s->l1_size)) < 0)
+    /* As for the snapshot table: the new clusters may not hold metadata
+     * (a hostile image's allocator may hand out even the header). */
+    if ((r = qcow2_overlap_check(bs, sn.l1_offset, (uint64_t)s->l1_size * 8, false)) < 0 ||
+        (r = write_l1_table(bs, sn.l1_offset, s->l1, s->l1_size)) < 0)
         goto fail;
 
     /* Everything the active table reaches gains the snapshot's reference
