@@ -10,6 +10,9 @@
 # and one with a cookie (cookie/cookie-secret); a second, rate-limited
 # server is killed in the middle of a copy.
 . "$(dirname "$0")/lib.sh"
+# Each command gets a minute: a hung transfer fails its check (qimg) or is
+# run again (the real qemu-img, whose curl driver can hang), not the file.
+SIDE_TIMEOUT=${SIDE_TIMEOUT:-60}
 
 _PIDS=()
 _stop_servers() {
