@@ -23,7 +23,8 @@
  * as its bit in the chunk's sector bitmap says.
  *
  * Invariants after open: block_size is a power of two in [1, 256] MiB, the
- * logical sector size is 512, bat[] holds bat_entries entries and every
+ * logical sector size is 512, the BAT has bat_entries entries (bat[] holds
+ * the first bat_loaded of them, the rest read as zero: bat_get) and every
  * payload block of the virtual disk has an index below bat_entries. */
 #include <errno.h>
 #include <inttypes.h>
@@ -439,10 +440,6 @@ out:
 
 /* ------------------------------------------------------------ BAT */
 
-/* qemu's largest offset a request may reach (INT64_MAX rounded down to its
- * 1 GiB maximum alignment); past it a read fails with EIO. */
-#define VHDX_MAX_LENGTH (INT64_MAX & ~(((int64_t)1 << 30) - 1))
-
 static uint64_t bat_get(const struct vhdx_state *s, uint64_t i)
 {
     return i < s->bat_loaded ? s->bat[i] : 0;
@@ -556,7 +553,8 @@ static int load_bat(struct bds *bs, struct vhdx_state *s)
      * that fails with EIO. */
     if (s->bat_rt.length > VHDX_MAX_REQUEST)
         return -EIO;
-    if (s->bat_rt.file_offset > (uint64_t)VHDX_MAX_LENGTH - s->bat_rt.length)
+    /* past qemu's request limit a read of the region fails with EIO */
+    if (s->bat_rt.file_offset > BLK_MAX_LENGTH - s->bat_rt.length)
         return -EIO;
     /* The region may run past the end of the file, whose reads give zeros
      * (entries not present): keep only what the file holds, so the table
